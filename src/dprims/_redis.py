@@ -1,0 +1,210 @@
+"""Shared Redis plumbing for the backend modules.
+
+What lives here:
+
+- `LuaScript`: a server-side script loaded from package data, run with
+  EVALSHA and re-sent with EVAL when the server answers NOSCRIPT (after a
+  restart, a failover or ``SCRIPT FLUSH``). EVAL both runs and caches the
+  script on the node that owns the keys, which is what Redis Cluster needs:
+  a ``SCRIPT LOAD`` sent to one node does not reach the others.
+- `tagged_key`: key naming with a ``{hash tag}`` so that every key of one
+  logical object lands in one Cluster slot, and with escaping so that no user
+  key can forge another prefix's key.
+- `redis_errors`: the one place where redis-py exceptions become dprims
+  errors.
+- `is_async_client`: tells an asyncio client from a blocking one.
+
+This module imports redis-py; only backend modules import it, so that
+``import dprims.<family>`` never needs the ``redis`` extra.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from dprims.errors import (
+    BackendError,
+    BackendTimeout,
+    ConfigurationError,
+    _map_errors,
+    _missing_extra,
+)
+
+
+try:
+    import redis
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.exceptions
+except ImportError as exc:  # pragma: no cover -- exercised without the extra
+    raise _missing_extra("redis", "redis") from exc
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+
+__all__ = ()
+
+_ERROR_MAP: tuple[tuple[type[BaseException], type[BackendError]], ...] = (
+    (redis.exceptions.TimeoutError, BackendTimeout),
+    (TimeoutError, BackendTimeout),
+    (redis.exceptions.RedisError, BackendError),
+    (redis.exceptions.RedisClusterException, BackendError),
+    (ConnectionError, BackendError),
+    (OSError, BackendError),
+)
+
+
+@contextlib.contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """Raise redis-py failures inside the block as `BackendError`.
+
+    Timeouts become `BackendTimeout`. The driver exception is chained as
+    ``__cause__``.
+    """
+    with _map_errors("redis", _ERROR_MAP, what):
+        yield
+
+
+def is_async_client(client: object) -> bool:
+    """Return whether *client* is one of redis-py's asyncio clients."""
+    return isinstance(
+        client,
+        (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster),
+    )
+
+
+def is_cluster_client(client: object) -> bool:
+    """Return whether *client* talks to a Redis Cluster."""
+    return isinstance(
+        client,
+        (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster),
+    )
+
+
+_ESCAPES = str.maketrans({"%": "%25", "{": "%7B", "}": "%7D"})
+
+
+def escape_key_part(part: str) -> str:
+    """Return *part* with ``%``, ``{`` and ``}`` percent-escaped.
+
+    The escaping is injective, and the result contains no braces, so it can
+    sit inside a hash tag without ending it early.
+    """
+    return part.translate(_ESCAPES)
+
+
+def check_prefix(prefix: object, *, argument: str = "prefix") -> str:
+    """Return *prefix* if it is a usable key prefix, else raise.
+
+    Raises:
+        TypeError: if *prefix* is not a str.
+        ConfigurationError: if it is empty or contains a brace, which would
+            change which part of the key Redis Cluster hashes.
+    """
+    if not isinstance(prefix, str):
+        raise TypeError(
+            f"{argument} must be a str, got {type(prefix).__name__}"
+        )
+    if not prefix or "{" in prefix or "}" in prefix:
+        raise ConfigurationError(
+            f"{argument} must be a non-empty string without '{{' or '}}', "
+            f"got {prefix!r}"
+        )
+    return prefix
+
+
+def tagged_key(prefix: str, key: str, *suffix: str) -> str:
+    """Return the Redis key for *key* under *prefix*, hash-tagged on *key*.
+
+    The result looks like ``prefix:{escaped key}:suffix...``. Every key built
+    for the same (*prefix*, *key*) pair hashes to the same Cluster slot, so
+    one Lua script may touch all of them.
+
+    >>> tagged_key("rl", "user:{42}", "tokens")
+    'rl:{user:%7B42%7D}:tokens'
+
+    Raises:
+        TypeError: if *key* is not a str.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__}")
+    tail = "".join(f":{part}" for part in suffix)
+    return f"{prefix}:{{{escape_key_part(key)}}}{tail}"
+
+
+def decode(value: object) -> object:
+    """Return *value* with bytes (also inside lists) decoded as UTF-8.
+
+    Script replies come back as bytes or str depending on the client's
+    ``decode_responses``; callers should not have to care which.
+    """
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, list):
+        return [decode(item) for item in value]
+    return value
+
+
+class LuaScript:
+    """A Lua script run with EVALSHA, falling back to EVAL on NOSCRIPT.
+
+    The SHA1 digest is computed locally, so no client or class-level cache
+    is needed: the first call on a server that does not know the script
+    costs one extra round trip (the EVAL), after which EVALSHA works on that
+    node. Thread-safe and asyncio-safe; one instance serves any number of
+    clients.
+    """
+
+    __slots__ = ("name", "sha", "source")
+
+    def __init__(self, source: str, *, name: str = "script") -> None:
+        self.source = source
+        self.name = name
+        self.sha = hashlib.sha1(
+            source.encode("utf-8"), usedforsecurity=False
+        ).hexdigest()
+
+    @classmethod
+    def from_package(cls, package: str, resource: str) -> LuaScript:
+        """Return the script stored as package data *resource* in *package*.
+
+        Example: ``LuaScript.from_package("dprims.ratelimit._lua",
+        "token_bucket.lua")``.
+        """
+        text = resources.files(package).joinpath(resource).read_text("utf-8")
+        return cls(text, name=resource)
+
+    def __call__(
+        self, client: Any, keys: Sequence[str], args: Sequence[object]
+    ) -> Any:
+        """Run the script on the blocking *client* and return its reply.
+
+        Raises:
+            BackendError: if Redis fails or cannot be reached.
+        """
+        with redis_errors(f"script {self.name}"):
+            try:
+                return client.evalsha(self.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                return client.eval(self.source, len(keys), *keys, *args)
+
+    async def run_async(
+        self, client: Any, keys: Sequence[str], args: Sequence[object]
+    ) -> Any:
+        """Run the script on the asyncio *client* and return its reply.
+
+        Raises:
+            BackendError: if Redis fails or cannot be reached.
+        """
+        with redis_errors(f"script {self.name}"):
+            try:
+                return await client.evalsha(self.sha, len(keys), *keys, *args)
+            except redis.exceptions.NoScriptError:
+                return await client.eval(self.source, len(keys), *keys, *args)
+
+    def __repr__(self) -> str:
+        return f"LuaScript(name={self.name!r}, sha={self.sha[:12]!r})"

@@ -17,9 +17,11 @@ per second and its speed relative to every other entry of the same run:
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def _ops(bench: Any) -> float:

@@ -22,7 +22,8 @@ extensions = [
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
-exclude_patterns = ["_build"]
+# Files named _*.md are partials pulled into a chapter with {include}.
+exclude_patterns = ["_build", "**/_*.md", "_*.md"]
 
 default_role = "any"
 nitpicky = True

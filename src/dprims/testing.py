@@ -482,7 +482,10 @@ class RedisServer(ServerProcess):
         return command + self.extra_args
 
     def _ready(self) -> bool:
-        return _resp_command(self.port, "PING") == "PONG"
+        # Check the pid, not just a PONG: another server already on this
+        # port would answer PING while ours failed to bind.
+        info = _parse_info(str(_resp_command(self.port, "INFO", "server")))
+        return info.get("process_id") == str(self.pid)
 
     def command(self, *args: str) -> str | int | None:
         """Send one command and return its simple reply (no redis-py needed)."""

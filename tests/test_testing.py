@@ -141,3 +141,18 @@ class TestRedisServerLifecycle:
         with pytest.raises(testing.ServerStartError, match="never launched"):
             server.wait_ready()
         assert "(no log)" == server.log_tail()
+
+
+@pytest.mark.redis_cluster
+class TestClusterFaults:
+    def test_cluster_info_skips_dead_nodes(self) -> None:
+        """info() reads from a node that still answers."""
+        with testing.redis_cluster(3) as cluster:
+            cluster.nodes[0].kill()
+            info = cluster.info()
+            for node in cluster.nodes:
+                node.kill()
+            with pytest.raises(DprimsError, match="no cluster node"):
+                cluster.info()
+
+        assert "cluster_state" in info

@@ -413,23 +413,22 @@ def _resp_command(
         payload += b"$%d\r\n%s\r\n" % (len(data), data)
     with socket.create_connection(("127.0.0.1", port), timeout) as sock:
         sock.sendall(payload)
-        reader = sock.makefile("rb")
-        line = reader.readline()
-        if not line:
-            raise ConnectionError("connection closed")
-        kind, body = line[:1], line[1:].rstrip(b"\r\n")
-        if kind == b"+":
-            return body.decode()
-        if kind == b"-":
-            raise ConnectionError(body.decode())
-        if kind == b":":
-            return int(body)
-        if kind == b"$":
-            size = int(body)
-            if size < 0:
-                return None
-            return reader.read(size + 2)[:size].decode()
-        raise ConnectionError(f"unexpected reply {line!r}")
+        with sock.makefile("rb") as reader:
+            line = reader.readline()
+            kind, body = line[:1], line[1:].rstrip(b"\r\n")
+            if kind == b"$" and int(body) >= 0:
+                size = int(body)
+                return reader.read(size + 2)[:size].decode()
+    if not line:
+        raise ConnectionError("connection closed")
+    if kind == b"+":
+        return body.decode()
+    if kind == b":":
+        return int(body)
+    if kind == b"$":
+        return None
+    # "-ERR ..." and anything unexpected: the server is not usable yet.
+    raise ConnectionError(f"unexpected reply {line!r}")
 
 
 class RedisServer(ServerProcess):
@@ -499,22 +498,14 @@ class RedisServer(ServerProcess):
         """
         import redis  # noqa: PLC0415 -- optional dependency
 
-        options: dict[str, Any] = {
-            "socket_timeout": 5.0,
-            "socket_connect_timeout": 2.0,
-        }
-        options.update(kwargs)
+        options = _client_options(kwargs)
         return redis.Redis(host=self.host, port=self.port, **options)
 
     def async_client(self, **kwargs: Any) -> Any:
         """Return a ``redis.asyncio.Redis`` client for this server."""
         import redis.asyncio  # noqa: PLC0415 -- optional dependency
 
-        options: dict[str, Any] = {
-            "socket_timeout": 5.0,
-            "socket_connect_timeout": 2.0,
-        }
-        options.update(kwargs)
+        options = _client_options(kwargs)
         return redis.asyncio.Redis(host=self.host, port=self.port, **options)
 
 
@@ -558,26 +549,24 @@ class RedisClusterHandle:
         """Return a redis-py ``RedisCluster`` client for this cluster."""
         from redis.cluster import RedisCluster  # noqa: PLC0415
 
-        options: dict[str, Any] = {
-            "socket_timeout": 5.0,
-            "socket_connect_timeout": 2.0,
-        }
-        options.update(kwargs)
+        options = _client_options(kwargs)
         return RedisCluster(host=self.host, port=self.port, **options)
 
     def async_client(self, **kwargs: Any) -> Any:
         """Return a ``redis.asyncio.cluster.RedisCluster`` client."""
         from redis.asyncio.cluster import RedisCluster  # noqa: PLC0415
 
-        options: dict[str, Any] = {
-            "socket_timeout": 5.0,
-            "socket_connect_timeout": 2.0,
-        }
-        options.update(kwargs)
+        options = _client_options(kwargs)
         return RedisCluster(host=self.host, port=self.port, **options)
 
     def __repr__(self) -> str:
         return f"<RedisClusterHandle nodes={self.startup_nodes}>"
+
+
+def _client_options(overrides: dict[str, Any]) -> dict[str, Any]:
+    # Bounded socket timeouts by default: a paused server must give a
+    # client error, never a hung test.
+    return {"socket_timeout": 5.0, "socket_connect_timeout": 2.0} | overrides
 
 
 def _parse_info(text: str) -> dict[str, str]:

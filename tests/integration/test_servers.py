@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +106,60 @@ def test_ensemble_survives_losing_its_leader(prefix: str) -> None:
     assert new is not old
     assert b"after failover" == data
     assert not any(m.running for m in ensemble.members)
+
+
+@pytest.mark.redis_cluster
+def test_cluster_handle_helpers(
+    redis_cluster_proc: testing.RedisClusterHandle,
+) -> None:
+    """The cluster handle lists its nodes and gives asyncio clients too."""
+
+    async def ping() -> bool:
+        client = redis_cluster_proc.async_client()
+        try:
+            return bool(await client.ping())
+        finally:
+            await client.aclose()
+
+    assert 3 == len(redis_cluster_proc.startup_nodes)
+    assert redis_cluster_proc.host == "127.0.0.1"
+    assert str(redis_cluster_proc.port) in repr(redis_cluster_proc)
+    assert asyncio.run(ping())
+
+
+@pytest.mark.zookeeper_ensemble
+def test_ensemble_helpers(
+    zookeeper_ensemble_proc: testing.ZooKeeperEnsemble,
+) -> None:
+    """The ensemble names its leader, followers and connection string."""
+    leader = zookeeper_ensemble_proc.leader()
+    followers = zookeeper_ensemble_proc.followers()
+
+    assert 2 == len(followers)
+    assert leader not in followers
+    assert 3 == len(zookeeper_ensemble_proc.hosts.split(","))
+    assert zookeeper_ensemble_proc.hosts in repr(zookeeper_ensemble_proc)
+
+
+@pytest.mark.zookeeper
+def test_zookeeper_member_restart_keeps_data(prefix: str) -> None:
+    """A standalone server killed and started again keeps its znodes."""
+    with testing.zookeeper_server() as server:
+        client = server.client()
+        try:
+            client.create(f"/{prefix}", b"durable")
+        finally:
+            client.stop()
+            client.close()
+        server.kill()
+        assert server.mode() is None
+        server.start()
+        client = server.client()
+        try:
+            data, _ = client.get(f"/{prefix}")
+        finally:
+            client.stop()
+            client.close()
+
+    assert b"durable" == data
+    assert not server.running

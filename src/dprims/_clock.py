@@ -35,7 +35,7 @@ class Clock(Protocol):
 class SystemClock:
     """The real clock: `time.monotonic` and `time.time`.
 
-    Thread-safe and stateless; `SYSTEM_CLOCK` is the shared instance.
+    Thread-safe and stateless; ``SYSTEM_CLOCK`` is the shared instance.
 
     .. versionadded:: 0.1
     """

@@ -53,7 +53,7 @@ def run_demo(
     only: Sequence[str] | None = None,
     out: Callable[[str], None] = print,
 ) -> None:
-    """Run the tour sections named in *only* (all when None), printing via *out*."""
+    """Run the tour sections in *only* (all when None), printing via *out*."""
     for name, module_name in SECTIONS:
         if only and name not in only:
             continue

@@ -216,13 +216,14 @@ class ServerProcess:
     """One server process with the fault helpers tests need.
 
     Subclasses say how to build the command line and how to tell that the
-    server is ready. `start` can be called again after `stop` or `kill`,
+    server is ready. `~ServerProcess.start` can be called again after
+    `~ServerProcess.stop` or `~ServerProcess.kill`,
     which restarts the server on the same port with the same data directory.
 
     .. versionadded:: 0.1
     """
 
-    #: How long `start` waits for the server to answer, in seconds.
+    #: How long `~ServerProcess.start` waits for an answer, in seconds.
     start_timeout: float = 30.0
 
     def __init__(self, name: str, port: int, workdir: Path) -> None:
@@ -264,7 +265,8 @@ class ServerProcess:
         """Start the process and wait until it answers.
 
         Raises:
-            ServerStartError: if it did not answer within `start_timeout`,
+            ServerStartError: if it did not answer within
+                `~ServerProcess.start_timeout`,
                 or exited early.
         """
         if self.running:
@@ -275,7 +277,8 @@ class ServerProcess:
     def launch(self) -> None:
         """Start the process without waiting for it to answer.
 
-        Use `wait_ready` afterwards; launching several servers first and
+        Use `~ServerProcess.wait_ready` afterwards; launching several
+        servers first and
         then waiting lets them boot in parallel.
         """
         if self.running:
@@ -308,7 +311,8 @@ class ServerProcess:
         """Block until the launched process answers.
 
         Raises:
-            ServerStartError: if it did not answer within `start_timeout`,
+            ServerStartError: if it did not answer within
+                `~ServerProcess.start_timeout`,
                 or exited early.
         """
         process = self._process
@@ -335,7 +339,7 @@ class ServerProcess:
         )
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the process gracefully (SIGTERM), killing it after *timeout*."""
+        """Stop the process with SIGTERM, and SIGKILL after *timeout*."""
         process = self._process
         if process is None or process.poll() is not None:
             self._forget()
@@ -360,7 +364,7 @@ class ServerProcess:
         self._forget()
 
     def pause(self) -> None:
-        """Freeze the process (SIGSTOP): it keeps its sockets but answers nothing."""
+        """Freeze the process (SIGSTOP): sockets stay open, nothing answers."""
         process = self._process
         if process is None or process.poll() is not None:
             raise DprimsError(f"{self.name} is not running")
@@ -435,7 +439,8 @@ class RedisServer(ServerProcess):
     """A real ``redis-server`` process on 127.0.0.1.
 
     Persistence is off (no RDB, no AOF) unless *args* turn it on, so a
-    restart after `stop` or `kill` comes back empty, as a failed-over cache
+    restart after `~ServerProcess.stop` or `~ServerProcess.kill` comes
+    back empty, as a failed-over cache
     node would.
 
     .. versionadded:: 0.1
@@ -487,7 +492,7 @@ class RedisServer(ServerProcess):
         return info.get("process_id") == str(self.pid)
 
     def command(self, *args: str) -> str | int | None:
-        """Send one command and return its simple reply (no redis-py needed)."""
+        """Send one command and return its simple reply (without redis-py)."""
         return _resp_command(self.port, *args, timeout=5.0)
 
     def client(self, **kwargs: Any) -> Any:
@@ -730,8 +735,9 @@ class ZooKeeperServer(ServerProcess):
     """A real ZooKeeper server (Java ``QuorumPeerMain``) on 127.0.0.1.
 
     Alone it runs standalone; as a member of a `ZooKeeperEnsemble` it knows
-    its peers. Data lives in the work directory, so `start` after `stop` or
-    `kill` brings the member back with its data, as a restart would.
+    its peers. Data lives in the work directory, so `~ServerProcess.start`
+    after `~ServerProcess.stop` or `~ServerProcess.kill` brings the member
+    back with its data, as a restart would.
 
     .. versionadded:: 0.1
     """
@@ -802,7 +808,7 @@ class ZooKeeperServer(ServerProcess):
         ]
 
     def mode(self) -> str | None:
-        """Return ``standalone``, ``leader`` or ``follower``, or None if not serving."""
+        """Return ``standalone``, ``leader``, ``follower``, or None if down."""
         with contextlib.suppress(OSError):
             reply = _four_letter(self.port, "srvr")
             for line in reply.splitlines():

@@ -28,6 +28,8 @@ TEST_DEPS = [
     "pytest-randomly>=3.15",
     "hypothesis>=6.100",
     "coverage[toml]>=7.5",
+    # The ketama mode of dprims.hashing is checked live against uhashring.
+    "uhashring>=2.3",
 ]
 DOCS_DEPS = ["sphinx>=7.3", "furo>=2024.1", "myst-parser>=3"]
 SERVER_BINARIES = ("redis-server", "redis-cli", "java")

@@ -216,14 +216,16 @@ class ServerProcess:
     """One server process with the fault helpers tests need.
 
     Subclasses say how to build the command line and how to tell that the
-    server is ready. `~ServerProcess.start` can be called again after
-    `~ServerProcess.stop` or `~ServerProcess.kill`,
-    which restarts the server on the same port with the same data directory.
+    server is ready. `~dprims.testing.ServerProcess.start` can be
+    called again after `~dprims.testing.ServerProcess.stop` or
+    `~dprims.testing.ServerProcess.kill`, which restarts the server on the
+    same port with the same data directory.
 
     .. versionadded:: 0.1
     """
 
-    #: How long `~ServerProcess.start` waits for an answer, in seconds.
+    #: How long `~dprims.testing.ServerProcess.start` waits for an
+    #: answer, in seconds.
     start_timeout: float = 30.0
 
     def __init__(self, name: str, port: int, workdir: Path) -> None:
@@ -266,7 +268,7 @@ class ServerProcess:
 
         Raises:
             ServerStartError: if it did not answer within
-                `~ServerProcess.start_timeout`,
+                `~dprims.testing.ServerProcess.start_timeout`,
                 or exited early.
         """
         if self.running:
@@ -277,7 +279,8 @@ class ServerProcess:
     def launch(self) -> None:
         """Start the process without waiting for it to answer.
 
-        Use `~ServerProcess.wait_ready` afterwards; launching several
+        Use `~dprims.testing.ServerProcess.wait_ready` afterwards;
+        launching several
         servers first and
         then waiting lets them boot in parallel.
         """
@@ -312,7 +315,7 @@ class ServerProcess:
 
         Raises:
             ServerStartError: if it did not answer within
-                `~ServerProcess.start_timeout`,
+                `~dprims.testing.ServerProcess.start_timeout`,
                 or exited early.
         """
         process = self._process
@@ -439,7 +442,8 @@ class RedisServer(ServerProcess):
     """A real ``redis-server`` process on 127.0.0.1.
 
     Persistence is off (no RDB, no AOF) unless *args* turn it on, so a
-    restart after `~ServerProcess.stop` or `~ServerProcess.kill` comes
+    restart after `~dprims.testing.ServerProcess.stop` or
+    `~dprims.testing.ServerProcess.kill` comes
     back empty, as a failed-over cache
     node would.
 
@@ -735,8 +739,9 @@ class ZooKeeperServer(ServerProcess):
     """A real ZooKeeper server (Java ``QuorumPeerMain``) on 127.0.0.1.
 
     Alone it runs standalone; as a member of a `ZooKeeperEnsemble` it knows
-    its peers. Data lives in the work directory, so `~ServerProcess.start`
-    after `~ServerProcess.stop` or `~ServerProcess.kill` brings the member
+    its peers. Data lives in the work directory, so
+    `~dprims.testing.ServerProcess.start` after `~dprims.testing.ServerProcess.stop`
+    or `~dprims.testing.ServerProcess.kill` brings the member
     back with its data, as a restart would.
 
     .. versionadded:: 0.1

@@ -186,11 +186,16 @@ class LuaScript:
         Raises:
             BackendError: if Redis fails or cannot be reached.
         """
-        with redis_errors(f"script {self.name}"):
-            try:
-                return client.evalsha(self.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
+        # The success path enters no context manager: this runs once per
+        # decision on hot paths, and every microsecond there counts.
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            with redis_errors(f"script {self.name}"):
                 return client.eval(self.source, len(keys), *keys, *args)
+        except BaseException:
+            with redis_errors(f"script {self.name}"):
+                raise
 
     async def run_async(
         self, client: Any, keys: Sequence[str], args: Sequence[object]
@@ -200,11 +205,14 @@ class LuaScript:
         Raises:
             BackendError: if Redis fails or cannot be reached.
         """
-        with redis_errors(f"script {self.name}"):
-            try:
-                return await client.evalsha(self.sha, len(keys), *keys, *args)
-            except redis.exceptions.NoScriptError:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            with redis_errors(f"script {self.name}"):
                 return await client.eval(self.source, len(keys), *keys, *args)
+        except BaseException:
+            with redis_errors(f"script {self.name}"):
+                raise
 
     def __repr__(self) -> str:
         return f"LuaScript(name={self.name!r}, sha={self.sha[:12]!r})"

@@ -216,15 +216,15 @@ class ServerProcess:
     """One server process with the fault helpers tests need.
 
     Subclasses say how to build the command line and how to tell that the
-    server is ready. `~dprims.testing.ServerProcess.start` can be
-    called again after `~dprims.testing.ServerProcess.stop` or
-    `~dprims.testing.ServerProcess.kill`, which restarts the server on the
-    same port with the same data directory.
+    server is ready. :meth:`~dprims.testing.ServerProcess.start` can be
+    called again after :meth:`~dprims.testing.ServerProcess.stop` or
+    :meth:`~dprims.testing.ServerProcess.kill`, which restarts the server
+    on the same port with the same data directory.
 
     .. versionadded:: 0.1
     """
 
-    #: How long `~dprims.testing.ServerProcess.start` waits for an
+    #: How long :meth:`~dprims.testing.ServerProcess.start` waits for an
     #: answer, in seconds.
     start_timeout: float = 30.0
 
@@ -268,7 +268,7 @@ class ServerProcess:
 
         Raises:
             ServerStartError: if it did not answer within
-                `~dprims.testing.ServerProcess.start_timeout`,
+                :attr:`~dprims.testing.ServerProcess.start_timeout`,
                 or exited early.
         """
         if self.running:
@@ -279,7 +279,7 @@ class ServerProcess:
     def launch(self) -> None:
         """Start the process without waiting for it to answer.
 
-        Use `~dprims.testing.ServerProcess.wait_ready` afterwards;
+        Use :meth:`~dprims.testing.ServerProcess.wait_ready` afterwards;
         launching several
         servers first and
         then waiting lets them boot in parallel.
@@ -315,7 +315,7 @@ class ServerProcess:
 
         Raises:
             ServerStartError: if it did not answer within
-                `~dprims.testing.ServerProcess.start_timeout`,
+                :attr:`~dprims.testing.ServerProcess.start_timeout`,
                 or exited early.
         """
         process = self._process
@@ -442,8 +442,8 @@ class RedisServer(ServerProcess):
     """A real ``redis-server`` process on 127.0.0.1.
 
     Persistence is off (no RDB, no AOF) unless *args* turn it on, so a
-    restart after `~dprims.testing.ServerProcess.stop` or
-    `~dprims.testing.ServerProcess.kill` comes
+    restart after :meth:`~dprims.testing.ServerProcess.stop` or
+    :meth:`~dprims.testing.ServerProcess.kill` comes
     back empty, as a failed-over cache
     node would.
 
@@ -740,11 +740,10 @@ class ZooKeeperServer(ServerProcess):
 
     Alone it runs standalone; as a member of a `ZooKeeperEnsemble` it knows
     its peers. Data lives in the work directory, so
-    `~dprims.testing.ServerProcess.start` after `~dprims.testing.ServerProcess.stop`
-    or `~dprims.testing.ServerProcess.kill` brings the member
-    back with its data, as a restart would.
-
-    .. versionadded:: 0.1
+    :meth:`~dprims.testing.ServerProcess.start` after
+    :meth:`~dprims.testing.ServerProcess.stop` or
+    :meth:`~dprims.testing.ServerProcess.kill` brings the member back with
+    its data, as a restart would.
     """
 
     start_timeout = 45.0

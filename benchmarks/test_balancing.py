@@ -1,8 +1,9 @@
 """Pick overhead of the balancing policies, and the latency simulation.
 
 Floor: ``next()`` on an `itertools.cycle`, the cheapest possible rotation.
-Goal from issue 6: `RoundRobin.pick` within 3x of the floor. There is no
-peer library in Python to compare with.
+Goal from issue 6: `RoundRobin.pick` within 3x of the floor; smooth
+`WeightedRoundRobin` with integer weights should stay close to it too, as
+users compare the two. There is no peer library in Python to compare with.
 
 The simulation (benchmarks/balancing_sim.py) runs in the same session and
 prints p50/p99 per policy with the issue's goals; its "benchmark" is the
@@ -73,6 +74,14 @@ def test_floor_itertools_cycle(benchmark):
         pytest.param(lambda: RoundRobin(ENDPOINTS), id="RoundRobin"),
         pytest.param(
             lambda: WeightedRoundRobin(WEIGHTS), id="WeightedRoundRobin"
+        ),
+        # Fractional weights take the step-by-step path (O(n), locked)
+        # instead of the precomputed order.
+        pytest.param(
+            lambda: WeightedRoundRobin(
+                {ep: w + 0.5 for ep, w in WEIGHTS.items()}
+            ),
+            id="WeightedRoundRobin-fractional",
         ),
         pytest.param(
             lambda: RandomChoice(ENDPOINTS, rng=random.Random(1)),

@@ -172,6 +172,25 @@ class TestOutlierDetection:
         with pytest.raises(ValueError, match=option):
             OutlierDetection(**{option: value})
 
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [
+            ("consecutive_failures", 2.5),
+            ("consecutive_failures", "5"),
+            ("base_ejection_time", "30"),
+            ("max_ejection_fraction", None),
+        ],
+    )
+    def test_wrong_types_name_the_argument(self, option, value):
+        """Raises TypeError naming the field for a value of the wrong type."""
+        with pytest.raises(TypeError, match=option):
+            OutlierDetection(**{option: value})
+
+    def test_rejects_infinite_base_time(self):
+        """Names base_ejection_time when it is infinite."""
+        with pytest.raises(ValueError, match="base_ejection_time must"):
+            OutlierDetection(base_ejection_time=float("inf"))
+
 
 class TestPanic:
     def test_panics_when_too_few_are_healthy(self, clock):

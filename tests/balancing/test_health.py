@@ -331,3 +331,98 @@ class TestWorkers:
             assert all(checker.check_once().values())
         finally:
             checker.stop_thread()
+
+
+class TestHungChecks:
+    def test_hung_check_does_not_starve_the_others(self, clock):
+        """Keeps other endpoints healthy while one check hangs round after round."""
+        lb = RoundRobin(["good", "hung"], panic_threshold=0.0, clock=clock)
+        release = threading.Event()
+        started = []
+
+        def check(endpoint):
+            if endpoint == "hung":
+                started.append(endpoint)
+                release.wait(10.0)
+            return True
+
+        checker = HealthChecker(
+            lb, check, timeout=0.02, unhealthy_threshold=2, clock=clock
+        )
+        try:
+            rounds = [checker.check_once() for _ in range(8)]
+        finally:
+            release.set()
+        assert [{"good": True, "hung": False}] * 8 == rounds
+        assert {"good"} == {lb.pick() for _ in range(4)}
+        assert ["hung"] == started
+
+    def test_hung_async_fallback_check_is_not_restarted(self, clock):
+        """Runs one thread at most for a hung synchronous check in asyncio mode."""
+        lb = RoundRobin(["good", "hung"], panic_threshold=0.0, clock=clock)
+        release = threading.Event()
+        started = []
+
+        def check(endpoint):
+            if endpoint == "hung":
+                started.append(endpoint)
+                release.wait(10.0)
+            return True
+
+        checker = HealthChecker(lb, check, timeout=0.02, clock=clock)
+
+        async def main():
+            return [await checker.check_once_async() for _ in range(8)]
+
+        try:
+            rounds = asyncio.run(main())
+        finally:
+            release.set()
+        assert [{"good": True, "hung": False}] * 8 == rounds
+        assert ["hung"] == started
+
+    def test_check_threads_are_daemons(self, clock):
+        """Runs checks in daemon threads, so a hung one cannot block exit."""
+        lb = RoundRobin(["a"], clock=clock)
+        release = threading.Event()
+        daemons = []
+
+        def check(endpoint):
+            daemons.append(threading.current_thread().daemon)
+            release.wait(10.0)
+            return True
+
+        checker = HealthChecker(lb, check, timeout=0.02, clock=clock)
+        try:
+            assert {"a": False} == checker.check_once()
+        finally:
+            release.set()
+        assert [True] == daemons
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        ("option", "value"),
+        [
+            ("interval", "10"),
+            ("timeout", None),
+            ("interval", float("inf")),
+            ("timeout", float("nan")),
+        ],
+    )
+    def test_names_the_argument(self, option, value):
+        """Names the argument in the error for a wrong type or value."""
+        with pytest.raises((TypeError, ValueError), match=option):
+            HealthChecker(RoundRobin(["a"]), bool, **{option: value})
+
+    def test_rejects_a_pool_that_cannot_be_marked(self):
+        """Refuses a pool without endpoints and set_healthy, naming pool."""
+        with pytest.raises(TypeError, match="pool"):
+            HealthChecker(object(), bool)
+
+    def test_http_check_timeout_type(self):
+        """Names timeout when http_check gets a string for it."""
+        from dprims.balancing import http_check
+
+        with pytest.raises(TypeError, match="timeout"):
+            http_check(timeout="2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import random
 import threading
 
@@ -292,6 +293,176 @@ class TestLoadAware:
         assert "b" not in {lb.pick() for _ in range(200)}
 
 
+class TickingClock:
+    """A clock that moves a microsecond on every read, like a real one."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self):
+        self.now += 1e-6
+        return self.now
+
+    def time(self):
+        return self.monotonic()
+
+
+class TestSharesWithoutLeases:
+    @pytest.mark.parametrize(
+        ("weights", "expected"),
+        [
+            ({"a": 3, "b": 1}, "aaba"),
+            ({"a": 5, "b": 1, "c": 1}, "aabacaa"),
+        ],
+    )
+    def test_least_connections_ties_follow_smooth_order(
+        self, weights, expected
+    ):
+        """Breaks ties in nginx's smooth weighted order, as nginx does."""
+        lb = LeastConnections(weights)
+        assert expected * 2 == "".join(
+            lb.pick() for _ in range(2 * len(expected))
+        )
+
+    @settings(max_examples=25, deadline=None)
+    @given(weights=weights_strategy, rounds=st.integers(1, 3))
+    def test_least_connections_short_leases_share_by_weight(
+        self, weights, rounds
+    ):
+        """Shares exactly by weight when leases end before the next pick."""
+        lb = LeastConnections(weights)
+        counts = collections.Counter()
+        for _ in range(sum(weights.values()) * rounds):
+            with lb.lease() as endpoint:
+                counts[endpoint] += 1
+        assert {k: w * rounds for k, w in weights.items()} == dict(counts)
+
+    @pytest.mark.parametrize(
+        "weights",
+        [
+            {"a": 1, "b": 1, "c": 1, "d": 1},
+            {"a": 5, "b": 3, "c": 1, "d": 1},
+        ],
+    )
+    def test_peak_ewma_picks_share_by_weight(self, weights):
+        """Shares picks by weight on a moving clock when nothing is measured."""
+        lb = PeakEWMA(weights, rng=random.Random(5), clock=TickingClock())
+        picks = 20_000
+        counts = collections.Counter(lb.pick() for _ in range(picks))
+        total = sum(weights.values())
+        for endpoint, weight in weights.items():
+            assert weight / total == pytest.approx(
+                counts[endpoint] / picks, abs=0.02
+            )
+
+    def test_peak_ewma_short_leases_share_by_weight(self, clock):
+        """Shares by weight when every lease ends at once on a still clock."""
+        weights = {"a": 5, "b": 3, "c": 1, "d": 1}
+        lb = PeakEWMA(weights, rng=random.Random(6), clock=clock)
+        counts = collections.Counter()
+        for _ in range(20_000):
+            with lb.lease() as endpoint:
+                counts[endpoint] += 1
+        for endpoint, weight in weights.items():
+            assert weight / 10 == pytest.approx(
+                counts[endpoint] / 20_000, abs=0.02
+            )
+
+
+class TestWeightedRoundRobinChanges:
+    @staticmethod
+    def reference(weights, healthy, current):
+        """Return one step of nginx's algorithm over plain dicts."""
+        available = [k for k in weights if healthy[k]]
+        total = sum(weights[k] for k in available)
+        best, best_score = None, float("-inf")
+        for k in available:
+            current[k] += weights[k]
+            if current[k] > best_score:
+                best, best_score = k, current[k]
+        current[best] -= total
+        return best
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        initial=weights_strategy,
+        ops=st.lists(
+            st.tuples(
+                st.sampled_from(["pick", "lease", "add", "remove", "weight"])
+                | st.sampled_from(["down", "up"]),
+                st.sampled_from("abcdefgh"),
+                st.integers(1, 6),
+            ),
+            max_size=40,
+        ),
+    )
+    def test_same_order_as_step_by_step(self, initial, ops):
+        """Picks in exactly nginx's order across adds, removes and weights."""
+        lb = WeightedRoundRobin(initial, panic_threshold=0.0)
+        weights = {k: float(w) for k, w in initial.items()}
+        healthy = dict.fromkeys(weights, True)
+        current = dict.fromkeys(weights, 0.0)
+        for op, endpoint, number in ops:
+            up = [k for k in weights if healthy[k]]
+            if op in {"pick", "lease"}:
+                for _ in range(number * 3):
+                    if op == "pick":
+                        got = lb.pick()
+                    else:
+                        with lb.lease() as got:
+                            pass
+                    assert self.reference(weights, healthy, current) == got
+            elif op == "add" and endpoint not in weights:
+                lb.add(endpoint, number)
+                weights[endpoint] = float(number)
+                healthy[endpoint] = True
+                current[endpoint] = 0.0
+            elif op == "remove" and endpoint in weights and len(up) > 1:
+                lb.remove(endpoint)
+                del weights[endpoint], healthy[endpoint], current[endpoint]
+            elif op == "weight" and endpoint in weights:
+                lb.set_weight(endpoint, number)
+                weights[endpoint] = float(number)
+            elif op == "down" and endpoint in up and len(up) > 1:
+                lb.set_healthy(endpoint, False)
+                healthy[endpoint] = False
+            elif op == "up" and endpoint in weights:
+                lb.set_healthy(endpoint, True)
+                healthy[endpoint] = True
+
+    @pytest.mark.parametrize(
+        "weights",
+        [{"a": 9000.0, "b": 7000.0, "c": 1.0}, {"a": 2.5, "b": 1.0}],
+    )
+    def test_step_by_step_path_keeps_the_order(self, weights):
+        """Keeps nginx's order for weights too large or fractional to precompute."""
+        lb = WeightedRoundRobin(weights)
+        healthy = dict.fromkeys(weights, True)
+        current = dict.fromkeys(weights, 0.0)
+        expected = [
+            self.reference(weights, healthy, current) for _ in range(500)
+        ]
+        assert expected == [lb.pick() for _ in range(500)]
+
+    def test_exact_counts_under_eight_threads(self):
+        """Gives exact 5:2:1 counts when eight threads pick at once."""
+        lb = WeightedRoundRobin({"a": 5, "b": 2, "c": 1})
+        counts: list[collections.Counter[str]] = []
+        barrier = threading.Barrier(8)
+
+        def worker():
+            barrier.wait(timeout=10)
+            counts.append(collections.Counter(lb.pick() for _ in range(4000)))
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        expected = {"a": 20000, "b": 8000, "c": 4000}
+        assert expected == sum(counts, collections.Counter())
+
+
 class TestPeakEWMA:
     def _serve(self, lb, clock, latency, rounds=200, fail=()):
         counts = collections.Counter()
@@ -359,6 +530,48 @@ class TestPeakEWMA:
         members[0].in_flight = 1
         assert {"b"} == {lb.pick() for _ in range(20)}
         members[0].in_flight = 0
+
+    def test_cancelled_lease_raises_the_estimate(self, clock):
+        """Learns from a cancelled lease that the endpoint is at least that slow."""
+        lb = PeakEWMA(["a"], default_rtt=0.01, clock=clock)
+        with pytest.raises(KeyboardInterrupt), lb.lease():
+            clock.advance(3.0)
+            raise KeyboardInterrupt
+        (stats,) = lb.stats()
+        assert (3.0, 0, 0, 0) == (
+            stats.latency,
+            stats.successes,
+            stats.failures,
+            stats.in_flight,
+        )
+
+    def test_cancelled_lease_never_lowers_the_estimate(self, clock):
+        """Keeps the estimate when a cancelled lease was quicker than it."""
+        lb = PeakEWMA(["a"], default_rtt=0.5, clock=clock)
+        with pytest.raises(KeyboardInterrupt), lb.lease():
+            raise KeyboardInterrupt
+        assert 0.5 == lb.stats()[0].latency
+
+    def test_hanging_endpoint_loses_traffic_to_timeouts(self, clock):
+        """Steers away from an endpoint whose leases are cancelled by timeouts."""
+        lb = PeakEWMA(["ok", "hangs"], rng=random.Random(3), clock=clock)
+
+        async def one():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.001):
+                    async with lb.lease() as endpoint:
+                        if endpoint == "hangs":
+                            clock.advance(1.0)
+                            await asyncio.sleep(10)
+                        clock.advance(0.01)
+                        return endpoint
+            return "hangs"
+
+        async def main():
+            return collections.Counter([await one() for _ in range(40)])
+
+        counts = asyncio.run(main())
+        assert counts["ok"] > 4 * counts["hangs"]
 
     @pytest.mark.parametrize(
         ("option", "value"),
@@ -456,6 +669,30 @@ class TestCommon:
         """Rejects an out-of-range panic threshold or slow start."""
         with pytest.raises(ValueError, match=option):
             WeightedRoundRobin(["a"], **{option: value})
+
+    @pytest.mark.parametrize(
+        ("policy", "option", "value"),
+        [
+            (RoundRobin, "panic_threshold", "0.5"),
+            (WeightedRoundRobin, "slow_start", None),
+            (RoundRobin, "clock", 0.0),
+            (RandomChoice, "rng", 42),
+            (PowerOfTwoChoices, "rng", object()),
+            (PeakEWMA, "decay", "10"),
+            (PeakEWMA, "default_rtt", None),
+            (PeakEWMA, "failure_penalty", "4"),
+        ],
+    )
+    def test_wrong_types_name_the_argument(self, policy, option, value):
+        """Raises TypeError naming the argument for a value of the wrong type."""
+        with pytest.raises(TypeError, match=option):
+            policy(["a"], **{option: value})
+
+    @pytest.mark.parametrize("endpoints", [None, 5])
+    def test_rejects_non_iterable_endpoints(self, endpoints):
+        """Raises TypeError naming endpoints when they are not iterable."""
+        with pytest.raises(TypeError, match="endpoints"):
+            RoundRobin(endpoints)
 
     def test_rejects_bad_outlier_type(self):
         """Rejects an outlier_detection that is not OutlierDetection."""

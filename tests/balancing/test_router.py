@@ -44,6 +44,19 @@ class TestPathRouter:
         """Sends a path to its pattern, else its longest prefix, else default."""
         assert expected == {router.pick(path) for _ in range(4)}
 
+    @pytest.mark.parametrize(
+        ("path", "expected"),
+        [
+            ("/payments/42?retry=1", {"p1"}),
+            ("/payments/42#top", {"p1"}),
+            ("/orders/archive/?page=2", {"archive"}),
+            ("/?orders/archive/", {"web"}),
+        ],
+    )
+    def test_routes_ignore_the_query_string(self, router, path, expected):
+        """Matches routes on the path without its query string or fragment."""
+        assert expected == {router.pick(path) for _ in range(4)}
+
     def test_lease_uses_the_pool(self, router):
         """Leases on the routed pool, which counts the request."""
         pool = router.route("/payments/1")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import threading
 from collections.abc import Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, cast
@@ -74,14 +75,30 @@ class OutlierDetection:
     max_ejection_fraction: float = attrs.field(default=0.1)
 
     def __attrs_post_init__(self) -> None:
+        if isinstance(self.consecutive_failures, bool) or not isinstance(
+            self.consecutive_failures, int
+        ):
+            raise TypeError(
+                "consecutive_failures must be an int, got "
+                f"{self.consecutive_failures!r}"
+            )
+        for name in (
+            "base_ejection_time",
+            "max_ejection_time",
+            "max_ejection_fraction",
+        ):
+            _number(name, getattr(self, name))
         if self.consecutive_failures < 1:
             raise ConfigurationError(
                 "consecutive_failures must be >= 1, got "
                 f"{self.consecutive_failures!r}"
             )
-        if not self.base_ejection_time > 0:
+        if not (
+            self.base_ejection_time > 0
+            and math.isfinite(self.base_ejection_time)
+        ):
             raise ConfigurationError(
-                "base_ejection_time must be > 0 seconds, got "
+                "base_ejection_time must be a finite number > 0 seconds, got "
                 f"{self.base_ejection_time!r}"
             )
         if not self.max_ejection_time >= self.base_ejection_time:
@@ -255,6 +272,24 @@ class _View(Generic[E]):
         self.reason = reason
 
 
+def _number(name: str, value: object) -> float:
+    """Return *value* as a float, or raise TypeError naming *name*."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _check_rng(rng: RandomSource | None) -> RandomSource:
+    """Return *rng*, a fresh ``random.Random`` for None, or raise TypeError."""
+    if rng is None:
+        return random.Random()
+    if not callable(getattr(rng, "random", None)):
+        raise TypeError(
+            f"rng must have a random() method like random.Random, got {rng!r}"
+        )
+    return rng
+
+
 def _check_weight(endpoint: object, weight: float) -> float:
     if isinstance(weight, bool) or not isinstance(weight, (int, float)):
         raise TypeError(
@@ -275,6 +310,11 @@ def _normalise(
         raise TypeError(
             "endpoints must be an iterable of endpoints or a mapping of "
             f"endpoint to weight, got the string {endpoints!r}"
+        )
+    if not isinstance(endpoints, (Iterable, Mapping)):
+        raise TypeError(
+            "endpoints must be an iterable of endpoints or a mapping of "
+            f"endpoint to weight, got {endpoints!r}"
         )
     if isinstance(endpoints, Mapping):
         pairs = [
@@ -302,7 +342,11 @@ class Lease(Generic[T_co]):
     block raises an ``Exception``; `mark_failure` and `mark_success` override
     that, for example to count an HTTP 503 as a failure without raising.
     A ``BaseException`` such as ``asyncio.CancelledError`` releases the
-    endpoint without recording an outcome.
+    endpoint without recording an outcome; `PeakEWMA` still learns that
+    the request took at least that long, so a backend that hangs until
+    the caller gives up does not look fast. To count a timeout as a
+    failure, put the timeout inside the lease, where it raises
+    ``TimeoutError``.
 
     A lease is single-use and not shared between threads. Leases come from
     a balancer's ``lease(key)``; *pool* is that balancer and *key* the key
@@ -412,6 +456,12 @@ class _Pool(Generic[E]):
         slow_start: float = 0.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        _number("panic_threshold", panic_threshold)
+        _number("slow_start", slow_start)
+        if not callable(getattr(clock, "monotonic", None)):
+            raise TypeError(
+                f"clock must have a monotonic() method, got {clock!r}"
+            )
         if not 0.0 <= panic_threshold <= 1.0:
             raise ConfigurationError(
                 f"panic_threshold must be in [0, 1], got {panic_threshold!r}"
@@ -435,16 +485,19 @@ class _Pool(Generic[E]):
         now = clock.monotonic()
         self._members: dict[E, _Member[E]] = {}
         for endpoint, weight in _normalise(endpoints):
-            self._members[endpoint] = self._new_member(endpoint, weight, None)
+            self._members[endpoint] = self._new_member(
+                endpoint, weight, None, now
+            )
         self._rebuild(now)
 
     # ------------------------------------------------------------ membership
 
     def _new_member(
-        self, endpoint: E, weight: float, since: float | None
+        self, endpoint: E, weight: float, since: float | None, now: float
     ) -> _Member[E]:
+        """Return the state of a new member; *now* is one read for a batch."""
         member = _Member(endpoint, weight, since)
-        member.ewma_stamp = since if since is not None else 0.0
+        member.ewma_stamp = since if since is not None else now
         return member
 
     @property
@@ -476,7 +529,9 @@ class _Pool(Generic[E]):
                 )
             now = self._clock.monotonic()
             since = now if self._slow_start and self._members else None
-            self._members[endpoint] = self._new_member(endpoint, weight, since)
+            self._members[endpoint] = self._new_member(
+                endpoint, weight, since, now
+            )
             self._rebuild(now)
 
     def remove(self, endpoint: E) -> None:
@@ -688,6 +743,7 @@ class _Pool(Generic[E]):
         with self._lock:
             member.in_flight -= 1
             if outcome is None:
+                self._censored(member, max(0.0, now - start), now)
                 return
             self._observe(member, max(0.0, now - start), outcome, now)
             if outcome:
@@ -750,6 +806,15 @@ class _Pool(Generic[E]):
         self, member: _Member[E], latency: float, success: bool, now: float
     ) -> None:
         """Learn from a finished lease; called with the lock held."""
+
+    def _censored(
+        self, member: _Member[E], elapsed: float, now: float
+    ) -> None:
+        """Learn from a cancelled lease, which lasted at least *elapsed*.
+
+        Called with the lock held. The request's latency is unknown but no
+        shorter than *elapsed*; there is no success or failure to count.
+        """
 
     def _describe(self) -> str:
         return ""

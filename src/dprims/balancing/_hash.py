@@ -14,6 +14,7 @@ from dprims.balancing._base import (
     E,
     OutlierDetection,
     _normalise,
+    _number,
     _Pool,
     _View,
 )
@@ -90,6 +91,8 @@ class HashBalancer(_Pool[E]):
         outlier_detection: OutlierDetection | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        if bounded_load is not None:
+            _number("bounded_load", bounded_load)
         if bounded_load is not None and not (
             bounded_load > 1 and math.isfinite(bounded_load)
         ):

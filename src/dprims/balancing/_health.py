@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import inspect
 import logging
+import math
 import threading
 from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
@@ -87,8 +88,12 @@ class _State:
 
 
 def _positive(name: str, value: float) -> float:
-    if not value > 0:
-        raise ConfigurationError(f"{name} must be > 0 seconds, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigurationError(
+            f"{name} must be a finite number > 0 seconds, got {value!r}"
+        )
     return float(value)
 
 
@@ -116,10 +121,14 @@ class HealthChecker(Generic[E]):
     checker:``) or as an asyncio task (`run_forever`, cancelled to stop). `check_once` runs one
     round now; tests and simulations call it instead of waiting.
 
-    Checks run concurrently on a small thread pool (synchronous checks) or
-    as tasks (coroutine checks). A synchronous check that ignores its own
-    timeout keeps its worker thread busy until it returns, so give network
-    checks a socket timeout, as `http_check` does.
+    Synchronous checks run concurrently, each in its own daemon thread;
+    coroutine checks run as tasks. A synchronous check that outlives
+    *timeout* fails, and while it is still running its endpoint is not
+    checked again: each later round counts it as failed at once, so a hung
+    check never holds up the round or another endpoint's checks, and never
+    more than one thread per endpoint is spent on it. Daemon threads do not
+    keep the process from exiting; still, give network checks a socket
+    timeout, as `http_check` does.
 
     Args:
         pool: the balancer whose endpoints are checked and marked.
@@ -137,18 +146,17 @@ class HealthChecker(Generic[E]):
     __slots__ = (
         "_check",
         "_clock",
-        "_executor",
         "_healthy_threshold",
         "_interval",
         "_lock",
         "_pool",
         "_round",
+        "_running",
         "_states",
         "_stop",
         "_thread",
         "_timeout",
         "_unhealthy_threshold",
-        "_workers",
     )
 
     def __init__(
@@ -164,6 +172,13 @@ class HealthChecker(Generic[E]):
     ) -> None:
         if not callable(check):
             raise TypeError(f"check must be callable, got {check!r}")
+        if not callable(getattr(pool, "set_healthy", None)) or not hasattr(
+            pool, "endpoints"
+        ):
+            raise TypeError(
+                "pool must be a balancer with endpoints and set_healthy() "
+                f"(a PathRouter is not one: check each pool), got {pool!r}"
+            )
         self._pool = pool
         self._check = check
         self._interval = _positive("interval", interval)
@@ -180,8 +195,8 @@ class HealthChecker(Generic[E]):
         # not race it for the worker pool.
         self._round = threading.Lock()
         self._states: dict[E, _State] = {}
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._workers = 0
+        # The check thread of each endpoint that has not returned yet.
+        self._running: dict[E, concurrent.futures.Future[object]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -236,6 +251,37 @@ class HealthChecker(Generic[E]):
         with self._lock:
             for endpoint in set(self._states) - set(endpoints):
                 del self._states[endpoint]
+            for endpoint in set(self._running) - set(endpoints):
+                del self._running[endpoint]
+
+    def _start(
+        self, endpoint: E, fn: Callable[[E], object]
+    ) -> concurrent.futures.Future[object] | None:
+        """Run ``fn(endpoint)`` in a daemon thread; None if one still runs."""
+        with self._lock:
+            running = self._running.get(endpoint)
+            if running is not None and not running.done():
+                return None
+            future: concurrent.futures.Future[object] = (
+                concurrent.futures.Future()
+            )
+            self._running[endpoint] = future
+
+        def run() -> None:
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(fn(endpoint))
+            except BaseException as exc:
+                # Handed to the waiting round, which counts a failure.
+                future.set_exception(exc)
+
+        # A daemon thread, not a pool worker: a check that never returns
+        # must not stop the process from exiting, and must not take a
+        # worker that other endpoints' checks are queued behind.
+        threading.Thread(
+            target=run, name="dprims-health-check", daemon=True
+        ).start()
+        return future
 
     # ------------------------------------------------------------ threads
 
@@ -264,29 +310,28 @@ class HealthChecker(Generic[E]):
     def _check_round(self) -> dict[E, bool]:
         endpoints = self._pool.endpoints
         self._forget_departed(endpoints)
-        if self._executor is None or self._workers < len(endpoints):
-            # One worker per endpoint, so that no check waits in a queue
-            # while its timeout runs; the pool grows with the pool.
-            if self._executor is not None:
-                self._executor.shutdown(wait=False)
-            self._workers = max(4, len(endpoints))
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._workers,
-                thread_name_prefix="dprims-health",
-            )
         futures = {
-            endpoint: self._executor.submit(self._run_sync, endpoint)
+            endpoint: self._start(endpoint, self._run_sync)
             for endpoint in endpoints
         }
         done, _ = concurrent.futures.wait(
-            futures.values(), timeout=self._timeout
+            [f for f in futures.values() if f is not None],
+            timeout=self._timeout,
         )
         results: dict[E, bool] = {}
         for endpoint, future in futures.items():
             ok = False
-            if future in done:
+            if future is None:
+                logger.debug(
+                    "balancing.check_error",
+                    extra={
+                        "endpoint": endpoint,
+                        "error": "the previous check is still running",
+                    },
+                )
+            elif future in done:
                 try:
-                    ok = future.result()
+                    ok = bool(future.result())
                 except _CoroutineCheckError:
                     # A wrong setup, not a failing endpoint: say so loudly.
                     raise
@@ -295,8 +340,6 @@ class HealthChecker(Generic[E]):
                         "balancing.check_error",
                         extra={"endpoint": endpoint, "error": repr(exc)},
                     )
-            else:
-                future.cancel()
             results[endpoint] = ok
         now = self._clock.monotonic()
         for endpoint, ok in results.items():
@@ -335,9 +378,6 @@ class HealthChecker(Generic[E]):
         if thread is not None:
             thread.join(timeout)
             self._thread = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
 
     def __enter__(self) -> HealthChecker[E]:
         self.start_thread()
@@ -354,6 +394,7 @@ class HealthChecker(Generic[E]):
     # ------------------------------------------------------------ asyncio
 
     async def _run_async(self, endpoint: E) -> bool:
+        result: object
         if inspect.iscoroutinefunction(self._check) or (
             inspect.iscoroutinefunction(
                 getattr(self._check, "__call__", None)  # noqa: B004 -- async callable objects
@@ -361,7 +402,10 @@ class HealthChecker(Generic[E]):
         ):
             result = self._check(endpoint)
         else:
-            result = await asyncio.to_thread(self._check, endpoint)
+            future = self._start(endpoint, self._check)
+            if future is None:
+                raise TimeoutError("the previous check is still running")
+            result = await asyncio.wrap_future(future)
         if inspect.isawaitable(result):
             result = await result
         return bool(result)
@@ -370,7 +414,7 @@ class HealthChecker(Generic[E]):
         """Check every endpoint once, concurrently, and return each result.
 
         The asyncio twin of `check_once`: coroutine checks are awaited,
-        synchronous ones run in the default executor.
+        synchronous ones run in daemon threads, as in `check_once`.
         """
         endpoints = self._pool.endpoints
         self._forget_departed(endpoints)

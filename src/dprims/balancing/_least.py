@@ -6,9 +6,7 @@ Status: provisional.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
-import random
 from typing import TYPE_CHECKING
 
 from dprims._clock import SYSTEM_CLOCK, Clock
@@ -16,7 +14,9 @@ from dprims.balancing._base import (
     E,
     OutlierDetection,
     RandomSource,
+    _check_rng,
     _Member,
+    _number,
     _Pool,
     _View,
 )
@@ -67,9 +67,11 @@ def _two(view: _View[E], rng: RandomSource) -> tuple[int, int]:
 class LeastConnections(_Pool[E]):
     """Pick the endpoint with the fewest leases in flight per unit of weight.
 
-    The score is ``in_flight / weight``; ties go round robin, so an idle
-    pool is still spread evenly. A pick scans every available endpoint:
-    O(n). Only requests made through :meth:`~dprims.balancing.Balancer.lease` count as in flight. For large
+    The score is ``in_flight / weight``; ties go to nginx's smooth weighted
+    round robin among the tied endpoints, so an idle pool, or one used with
+    ``pick()`` alone, still shares by weight in the order
+    `WeightedRoundRobin` gives. A pick scans every available endpoint under
+    the pool's lock: O(n). Only requests made through :meth:`~dprims.balancing.Balancer.lease` count as in flight. For large
     pools, `PowerOfTwoChoices` gets most of the benefit in O(1).
 
     Args:
@@ -85,7 +87,7 @@ class LeastConnections(_Pool[E]):
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_counter",)
+    __slots__ = ()
 
     def __init__(
         self,
@@ -96,7 +98,6 @@ class LeastConnections(_Pool[E]):
         slow_start: float = 0.0,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._counter = itertools.count()
         super().__init__(
             endpoints,
             panic_threshold=panic_threshold,
@@ -110,16 +111,35 @@ class LeastConnections(_Pool[E]):
     ) -> int:
         members = view.members
         weights = view.weights
-        size = len(members)
-        start = next(self._counter) % size
-        best = start
-        best_score = members[start].in_flight / weights[start]
-        for offset in range(1, size):
-            index = (start + offset) % size
-            score = members[index].in_flight / weights[index]
-            if score < best_score:
-                best = index
-                best_score = score
+        with self._lock:
+            loads: list[float] = [m.in_flight for m in members]
+            if not view.uniform:
+                # Division is correctly rounded, so equal ratios give equal
+                # floats and ties are exact.
+                loads = [
+                    load / weight
+                    for load, weight in zip(loads, weights, strict=True)
+                ]
+            least = min(loads)
+            if loads.count(least) == 1:
+                return loads.index(least)
+            # Ties go to nginx's smooth weighted round robin among the tied
+            # endpoints, so an idle pool (or one used with pick() alone)
+            # still shares by weight, in the same interleaved order.
+            best = 0
+            best_score = float("-inf")
+            total = 0.0
+            for index, load in enumerate(loads):
+                if load != least:
+                    continue
+                weight = weights[index]
+                member = members[index]
+                member.current += weight
+                total += weight
+                if member.current > best_score:
+                    best = index
+                    best_score = member.current
+            members[best].current -= total
         return best
 
 
@@ -160,7 +180,7 @@ class PowerOfTwoChoices(_Pool[E]):
         rng: RandomSource | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = _check_rng(rng)
         super().__init__(
             endpoints,
             panic_threshold=panic_threshold,
@@ -194,8 +214,12 @@ class PeakEWMA(_Pool[E]):
     faster one is blended in with weight ``1 - exp(-dt / decay)``, and the
     estimate decays towards zero while an endpoint is idle, so one that was
     slow is tried again later. The load of an endpoint is that cost times
-    ``in_flight + 1``, divided by its weight; each pick compares two random
-    endpoints (drawn by weight when weights differ) and takes the cheaper.
+    ``1 + in_flight / weight``; each pick compares two random endpoints
+    (drawn by weight when weights differ) and takes the cheaper, the first
+    drawn on a tie, so endpoints of equal cost share by weight. Once
+    latencies are measured they decide, and a weight acts as capacity: an
+    endpoint of weight *w* takes *w* times the requests in flight before
+    its load doubles, so shares follow weights only roughly.
     O(1) per pick with equal weights, O(log n) otherwise.
 
     Failures are penalised, not rewarded: a quick 429 or 503 is exactly
@@ -238,6 +262,9 @@ class PeakEWMA(_Pool[E]):
         rng: RandomSource | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        _number("decay", decay)
+        _number("default_rtt", default_rtt)
+        _number("failure_penalty", failure_penalty)
         if not (decay > 0 and math.isfinite(decay)):
             raise ConfigurationError(
                 f"decay must be > 0 seconds, got {decay!r}"
@@ -253,7 +280,7 @@ class PeakEWMA(_Pool[E]):
         self._decay = float(decay)
         self._default_rtt = float(default_rtt)
         self._failure_penalty = float(failure_penalty)
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = _check_rng(rng)
         super().__init__(
             endpoints,
             panic_threshold=panic_threshold,
@@ -263,11 +290,14 @@ class PeakEWMA(_Pool[E]):
         )
 
     def _new_member(
-        self, endpoint: E, weight: float, since: float | None
+        self, endpoint: E, weight: float, since: float | None, now: float
     ) -> _Member[E]:
-        member = super()._new_member(endpoint, weight, since)
+        member = super()._new_member(endpoint, weight, since, now)
         member.ewma = self._default_rtt
-        member.ewma_stamp = self._clock.monotonic()
+        # One clock reading for all the first members: stamps a hair apart
+        # would make their idle costs differ by as much, and every pick
+        # without leases would then prefer the oldest one.
+        member.ewma_stamp = now
         return member
 
     def _cost(self, member: _Member[E], now: float) -> float:
@@ -284,7 +314,11 @@ class PeakEWMA(_Pool[E]):
         pending = member.in_flight
         if cost == 0.0 and pending:
             return _PENALTY + pending
-        return cost * (pending + 1) / weight
+        # The weight counts as capacity for the requests in flight only:
+        # dividing the whole cost by it would make idle endpoints of equal
+        # cost differ, so the heavier would win every comparison on top of
+        # being drawn more often, and picks would skew far past the weights.
+        return cost * (1.0 + pending / weight)
 
     def _choose(
         self, view: _View[E], _key: str | None, now: float | None, /
@@ -317,6 +351,18 @@ class PeakEWMA(_Pool[E]):
             weight = math.exp(-max(0.0, now - member.ewma_stamp) / self._decay)
             member.ewma = member.ewma * weight + latency * (1.0 - weight)
         member.ewma_stamp = now
+
+    def _censored(
+        self, member: _Member[E], elapsed: float, now: float
+    ) -> None:
+        # A cancelled request (often a caller's timeout around the lease)
+        # says only that the latency is at least *elapsed*: raise the peak
+        # to it, but never lower the estimate. Without this a backend that
+        # never answers would keep a cost that decays to nothing.
+        cost = self._cost(member, now)
+        if elapsed > cost:
+            member.ewma = elapsed
+            member.ewma_stamp = now
 
     def _describe(self) -> str:
         return f", decay={self._decay!r}"

@@ -6,7 +6,6 @@ Status: provisional.
 from __future__ import annotations
 
 import bisect
-import random
 from typing import TYPE_CHECKING
 
 from dprims._clock import SYSTEM_CLOCK, Clock
@@ -14,6 +13,7 @@ from dprims.balancing._base import (
     E,
     OutlierDetection,
     RandomSource,
+    _check_rng,
     _Pool,
     _View,
 )
@@ -58,7 +58,7 @@ class RandomChoice(_Pool[E]):
         rng: RandomSource | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = _check_rng(rng)
         super().__init__(
             endpoints,
             panic_threshold=panic_threshold,
@@ -104,7 +104,7 @@ class WeightedRandom(_Pool[E]):
         rng: RandomSource | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._rng = rng if rng is not None else random.Random()
+        self._rng = _check_rng(rng)
         super().__init__(
             endpoints,
             panic_threshold=panic_threshold,

@@ -73,7 +73,9 @@ class PathRouter(Generic[E]):
 
     A route is a path prefix (a ``str`` such as ``"/orders/"``, matched as a
     plain string prefix) or a `PathPattern` such as a compiled
-    ``re.Pattern`` (matched at the start of the path with its ``match``). As in nginx, the first pattern
+    ``re.Pattern`` (matched at the start of the path with its ``match``).
+    Routes see the path without its query string or fragment (what follows
+    ``?`` or ``#``). As in nginx, the first pattern
     that matches wins, in the order given; otherwise the longest matching
     prefix wins; otherwise the *default* pool, if any. Each pool is any
     balancer, with its own policy, health checking and ejection.
@@ -192,6 +194,9 @@ class PathRouter(Generic[E]):
         """
         if not isinstance(path, str):
             raise TypeError(f"path must be a str, got {path!r}")
+        # Routes match the path alone, as nginx's locations do: a query
+        # string must not stop "/static/app.js?v=3" matching r"\.js$".
+        path = path.partition("?")[0].partition("#")[0]
         for pattern, pool in self._patterns:
             if pattern.match(path):
                 return pool

@@ -52,6 +52,9 @@ def lookups(n: int) -> dict[str, object]:
         ).get_node,
         "hashring": hashring.HashRing(names(n)).get_node,
         "rendezvous": RendezvousHash(names(n)).node_for,
+        "rendezvous, weights 1-3": RendezvousHash(
+            {name: 1 + i % 3 for i, name in enumerate(names(n))}
+        ).node_for,
         "mmh3.hash alone (floor)": mmh3.hash,
     }
 

@@ -1,9 +1,10 @@
 """Lookup speed of dprims.hashing beside uhashring, hashring and jump.
 
 Groups: ``node_for[N nodes]`` for N in 10, 100, 1000 (ours: ring, ring in
-ketama mode, rendezvous, Maglev, multi-probe; peers: uhashring ``get_node``
-and hashring ``get_node``; floor: ``mmh3.hash`` of the key alone), and
-``jump`` (ours vs the jump-consistent-hash package's C and Python code).
+ketama mode, rendezvous unweighted and with weights 1-3, Maglev,
+multi-probe; peers: uhashring ``get_node`` and hashring ``get_node``;
+floor: ``mmh3.hash`` of the key alone), and ``jump`` (ours vs the
+jump-consistent-hash package's C and Python code).
 
 Every entry calls its function once per round on a key drawn from the same
 cycle of 1000 keys, through the same lambda, so ratios compare like with
@@ -49,6 +50,11 @@ def ours(kind: str, n: int):
         return ConsistentHashRing(nodes(n), mode="ketama").node_for
     if kind == "rendezvous":
         return RendezvousHash(nodes(n)).node_for
+    if kind == "rendezvous-weighted":
+        names = nodes(n)
+        return RendezvousHash(
+            {name: 1 + i % 3 for i, name in enumerate(names)}
+        ).node_for
     if kind == "maglev":
         return MaglevHash(nodes(n)).node_for
     return MultiProbeHash(nodes(n)).node_for
@@ -56,7 +62,15 @@ def ours(kind: str, n: int):
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize(
-    "kind", ["ring", "ring-ketama", "rendezvous", "maglev", "multiprobe"]
+    "kind",
+    [
+        "ring",
+        "ring-ketama",
+        "rendezvous",
+        "rendezvous-weighted",
+        "maglev",
+        "multiprobe",
+    ],
 )
 def test_ours(benchmark, kind, n):
     benchmark.group = f"node_for[{n:>4} nodes]"

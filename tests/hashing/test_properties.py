@@ -200,3 +200,42 @@ def test_placement_is_the_same_in_another_process():
         timeout=60,
     )
     assert here == out.stdout.strip()
+
+
+_EVERY_SELECTOR = """
+from dprims.hashing import *
+nodes = {f"n{i}": 1 + i % 3 for i in range(12)}
+keys = [f"k{i}" for i in range(300)] + [b"raw", 7, -7, 2**80]
+selectors = [
+    ConsistentHashRing(nodes),
+    ConsistentHashRing({n: int(w) for n, w in nodes.items()}, mode="ketama"),
+    RendezvousHash(nodes),
+    RendezvousHash(list(nodes)),
+    MaglevHash(nodes, table_size=1009),
+    MultiProbeHash(nodes),
+    JumpHash(list(nodes)),
+]
+out = [",".join(s.nodes_for(k, 3)) for s in selectors for k in keys]
+out += [str(jump_hash(k, 1000)) for k in keys]
+bounded = BoundedLoadRing(nodes)
+out += [bounded.assign(k) for k in keys]
+print("|".join(out))
+"""
+
+
+@pytest.mark.parametrize("hash_seed", ["0", "4242"])
+def test_every_selector_places_alike_in_other_processes(hash_seed):
+    """Places keys identically in interpreters with other hash seeds."""
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _EVERY_SELECTOR],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            timeout=60,
+        ).stdout
+        for seed in ("random", hash_seed)
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0].count("|") > 1000

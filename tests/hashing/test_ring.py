@@ -9,6 +9,7 @@ import pytest
 
 from dprims.errors import ConfigurationError
 from dprims.hashing import ConsistentHashRing, NoNodesError, Selector
+from dprims.hashing._ring import walk
 
 
 NODES = ["a", "b", "c"]
@@ -93,6 +94,11 @@ class TestConsistentHashRing:
             ({"nodes": [""]}, ValueError, "nodes"),
             ({"nodes": [1]}, TypeError, "nodes"),
             ({"nodes": "abc"}, TypeError, "nodes"),
+            (
+                {"nodes": ["a"], "weights": [("a", 2)]},
+                TypeError,
+                "weights must be a mapping",
+            ),
         ],
     )
     def test_bad_construction(self, kwargs, error, match):
@@ -202,6 +208,27 @@ class TestKetamaMode:
         assert 240 + 80 == ring.points
         assert "ketama" == ring.mode
         assert 160 == ring.vnodes
+
+    @pytest.mark.parametrize(
+        ("weights", "vnodes"),
+        [({"a": 1, "b": 0.001}, 160), ({"a": 100, "b": 1, "c": 1}, 4)],
+    )
+    def test_nodes_for_counts_nodes_without_points(self, weights, vnodes):
+        """Returns n distinct nodes even when a tiny weight has no point."""
+        ring = ConsistentHashRing(weights, mode="ketama", vnodes=vnodes)
+        owners = {ring.node_for(f"k{i}") for i in range(200)}
+        assert {"a"} == owners
+        for i in range(50):
+            chosen = ring.nodes_for(f"k{i}", len(weights))
+            assert ["a", *sorted(set(weights) - {"a"})] == chosen
+
+    def test_walk_visits_every_node_once(self):
+        """Walks the whole ring once per node, starting at the owner."""
+        ring = ConsistentHashRing(NODES, vnodes=8)
+        for i in range(50):
+            order = list(walk(ring._snap, f"k{i}"))
+            assert sorted(NODES) == sorted(order)
+            assert ring.node_for(f"k{i}") == order[0]
 
     def test_ketama_key_types(self):
         """Hashes ints as decimal strings and bytes as they are."""

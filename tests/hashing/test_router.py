@@ -116,6 +116,19 @@ class TestShardRouter:
         with pytest.raises(TypeError, match="copy"):
             router.plan(ShardChange.remove("x"))
 
+    def test_route_asks_again_when_the_shard_just_left(self):
+        """Re-routes a key whose shard left between the two reads."""
+
+        class Racy:
+            nodes = ("x",)
+            answers = ["gone", "x"]
+
+            def node_for(self, key):
+                return self.answers.pop(0)
+
+        router = ShardRouter({"x": 1}, strategy=Racy())  # type: ignore[arg-type]
+        assert 1 == router.route("k")
+
     def test_route_during_removal_never_fails(self):
         """Routes every key to a live shard while shards come and go."""
         router = ShardRouter({f"s{i}": i for i in range(4)})
@@ -139,6 +152,27 @@ class TestShardRouter:
         stop.set()
         t.join(timeout=30)
         assert [] == errors
+
+    def test_plan_counts_each_key_once(self):
+        """Counts a repeated key (or 42 beside "42") once, as moves does."""
+        router = ShardRouter(SHARDS)
+        keys = [f"user:{i}" for i in range(200)]
+        plan = router.plan(ShardChange.add("s3"), [*keys, *keys, 42, "42"])
+        single = router.plan(ShardChange.add("s3"), [*keys, "42"])
+        assert single.keys == plan.keys == 201
+        assert len(plan.moves) == plan.moved == single.moved
+        assert single.fraction == plan.fraction
+
+    def test_plan_rejects_bad_arguments_by_name(self):
+        """Names change or sample when plan gets something unusable."""
+        router = ShardRouter(SHARDS)
+        with pytest.raises(TypeError, match="change must be a ShardChange"):
+            router.plan("s3")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="sample"):
+            router.plan(ShardChange.add("s3"), sample=0)
+        with pytest.raises(TypeError, match="sample"):
+            router.plan(ShardChange.add("s3"), sample=1.5)  # type: ignore[arg-type]
+        assert 1 == router.plan(ShardChange.add("s3"), sample=1).keys
 
     def test_move_plan_fraction_of_nothing(self):
         """Reports 0.0 for an empty key list."""
@@ -197,6 +231,17 @@ class TestRangeMap:
         only = RangeMap({"": "x"})
         with pytest.raises(ValueError, match="only node"):
             only.remove("x")
+        with pytest.raises(TypeError, match="ranges"):
+            RangeMap({"": "x", 5: "y"})  # type: ignore[dict-item]
+
+    def test_node_with_two_ranges(self):
+        """Lists a node once and keeps the first bound when one leaves."""
+        rm = RangeMap({"": "x", "g": "y", "p": "x", "t": "z"})
+        assert ["y", "x", "z"] == rm.nodes_for("h", 3)
+        rm.remove("y")
+        assert {"": "x", "p": "x", "t": "z"} == rm.ranges
+        with pytest.raises(TypeError, match="at"):
+            rm.add("z", at=5)  # type: ignore[arg-type]
 
 
 class TestRegionMap:

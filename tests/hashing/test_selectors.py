@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
+import mmh3
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dprims.hashing import (
     JumpHash,
@@ -17,6 +20,11 @@ from dprims.hashing import (
     jump_hash,
 )
 from dprims.hashing._maglev import is_prime
+from dprims.hashing._rendezvous import (
+    _KEY_SEED,
+    _grouped_winner,
+    _weighted_scores,
+)
 
 
 NODES = ["a", "b", "c", "d"]
@@ -87,6 +95,30 @@ class TestRendezvous:
         firsts = Counter(hrw.nodes_for(f"k{i}", 2)[0] for i in range(3000))
         assert firsts.most_common(1)[0][0] == "b"
 
+    @pytest.mark.parametrize(
+        "weights",
+        [
+            {f"n{i}": 1 + i % 3 for i in range(40)},
+            {f"n{i}": (0.5, 2.0)[i % 2] for i in range(17)},
+        ],
+        ids=["three-weights", "two-weights"],
+    )
+    def test_few_weights_place_as_scoring_every_node(self, weights):
+        """Places keys exactly as scoring every node would, group or not."""
+        hrw = RendezvousHash(weights)
+        snap = hrw._snap
+        assert snap.groups  # the grouped path is the one under test
+        for i in range(3000):
+            key = f"k{i}" if i % 2 else i
+            seed = mmh3.hash(str(key), _KEY_SEED, signed=False)
+            scores = _weighted_scores(snap, seed)
+            assert snap.names[scores.index(max(scores))] == hrw.node_for(key)
+
+    def test_grouped_tie_goes_to_the_first_name(self):
+        """Breaks an exact tie between weight groups by name order."""
+        groups = ((1.0, ("a",), (5,)), (1.0, ("a",), (2,)))
+        assert 2 == _grouped_winner(groups, 7)
+
     def test_readers_during_changes(self):
         """Readers of unaffected keys never see a wrong node mid-change."""
         hrw = RendezvousHash(NODES)
@@ -143,6 +175,19 @@ class TestMaglev:
         assert {"a": 1.0, "b": 2.0, "c": 3.0} == maglev.weights
         assert "table_size=4099" in repr(maglev)
 
+    @pytest.mark.parametrize(
+        ("weights", "size"),
+        [({"a": 1, "b": 1e-6}, 65537), ({"a": 100, "b": 1, "c": 1}, 11)],
+    )
+    def test_nodes_for_counts_nodes_that_own_no_slot(self, weights, size):
+        """Returns n distinct nodes even when a tiny weight owns no slot."""
+        maglev = MaglevHash(weights, table_size=size)
+        assert 0 in maglev.slots().values()
+        for i in range(50):
+            chosen = maglev.nodes_for(f"k{i}", len(weights))
+            assert sorted(weights) == sorted(chosen)
+            assert maglev.node_for(f"k{i}") == chosen[0]
+
     def test_is_prime(self):
         """Tells primes from composites, including Carmichael numbers."""
         primes = [2, 3, 5, 251, 4099, 65537, 655373]
@@ -184,6 +229,21 @@ class TestJump:
             before = jump_hash(key, 10)
             after = jump_hash(key, 11)
             assert after in (before, 10)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        key=st.one_of(
+            st.text(max_size=20),
+            st.binary(max_size=20),
+            st.integers(min_value=-(2**70), max_value=2**70),
+        ),
+        buckets=st.integers(min_value=1, max_value=2**31 - 2),
+    )
+    def test_growth_property_for_any_key(self, key, buckets):
+        """Stays in range and moves only into the new bucket, for any key."""
+        before = jump_hash(key, buckets)
+        assert 0 <= before < buckets
+        assert jump_hash(key, buckets + 1) in (before, buckets)
 
     def test_errors(self):
         """Rejects bucket counts out of range and odd key types."""

@@ -150,6 +150,11 @@ def initial_nodes(
             "nodes must be an iterable of node names, not a single "
             f"{type(nodes).__name__}; wrap it in a list: [{nodes!r}]"
         )
+    if weights is not None and not isinstance(weights, Mapping):
+        raise TypeError(
+            "weights must be a mapping of node name to weight, got "
+            f"{type(weights).__name__}: {weights!r}"
+        )
     given: dict[str, float] | None = None
     if isinstance(nodes, Mapping):
         given = dict(nodes)

@@ -141,7 +141,9 @@ class MaglevHash:
         nodes: Node names, or a mapping of node name to weight.
         table_size: Number of slots; must be a prime at least as large as
             the number of nodes.
-        weights: Relative weights by node name (others weigh 1).
+        weights: Relative weights by node name (others weigh 1). A node
+            whose share of the slots rounds to none owns no slot, so
+            `node_for` never returns it (`slots` shows it).
 
     Raises:
         ValueError: On a *table_size* that is not prime or smaller than
@@ -209,6 +211,8 @@ class MaglevHash:
         forward from *key*'s slot. Maglev has no true preference list: when
         the first node leaves, its keys do not all go to the second. For
         replica placement prefer `ConsistentHashRing` or `RendezvousHash`.
+        A node whose weight is too small to own any slot still counts: such
+        nodes come last, in name order.
 
         Raises:
             NoNodesError: If there are no nodes (and *n* > 0).
@@ -222,13 +226,19 @@ class MaglevHash:
         found: list[str] = []
         if n == 0:
             return found
-        start = _hash32(coerce_key(key), _KEY_SEED) % len(table)
-        for i in range(start, start + len(table)):
-            owner = table[i % len(table)]
-            if owner not in found:
+        seen: set[str] = set()
+        size = len(table)
+        start = _hash32(coerce_key(key), _KEY_SEED) % size
+        for i in range(start, start + size):
+            owner = table[i % size]
+            if owner not in seen:
+                seen.add(owner)
                 found.append(owner)
                 if len(found) == n:
-                    break
+                    return found
+        # A node of tiny weight may own no slot at all; the walk never
+        # meets it, but it is still one of the n distinct nodes asked for.
+        found.extend(sorted(set(snap.nodes) - seen)[: n - len(found)])
         return found
 
     # ------------------------------------------------------------ changes

@@ -61,6 +61,7 @@ class RangeMap:
 
     Raises:
         ValueError: If ``""`` is missing.
+        TypeError: If a bound or a node name is not a ``str``.
 
     Example::
 
@@ -80,7 +81,12 @@ class RangeMap:
                 'ranges must have a range starting at "" so that every key '
                 "has a node"
             )
-        for node in ranges.values():
+        for bound, node in ranges.items():
+            if not isinstance(bound, str):
+                raise TypeError(
+                    "ranges must map str lower bounds to node names, got "
+                    f"the bound {bound!r} ({type(bound).__name__})"
+                )
             check_node(node, argument="ranges")
         self._lock = threading.Lock()
         self._snap = self._freeze(dict(ranges))
@@ -129,6 +135,8 @@ class RangeMap:
             raise ConfigurationError(
                 f"weight must be 1 for RangeMap, got {weight!r}"
             )
+        if at is not None and not isinstance(at, str):
+            raise TypeError(f"at must be a str, got {at!r}")
         if not at:
             raise ConfigurationError(
                 "at must name where the new range starts, for example "

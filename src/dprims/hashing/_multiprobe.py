@@ -188,10 +188,12 @@ class MultiProbeHash:
             heap.append((points[at] - probe, i, at % size))
             probe = (probe + step) & _MASK64
         heapq.heapify(heap)
+        seen: set[str] = set()
         while len(found) < n:
             distance, i, at = heapq.heappop(heap)
             owner = owners[at]
-            if owner not in found:
+            if owner not in seen:
+                seen.add(owner)
                 found.append(owner)
             nxt = at + 1
             gap = points[nxt] - points[at]

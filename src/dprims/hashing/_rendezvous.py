@@ -40,10 +40,20 @@ _KEY_SEED = 0x9E3779B9
 #: A signed 32-bit score s maps to u = (s + _OFFSET) / 2**32 in (0, 1).
 _OFFSET = 2.0**31 + 0.5
 _LOG_2_32 = 32 * math.log(2)
+#: Group nodes by weight when there are at least this many nodes per
+#: distinct weight; below it, scoring every node is as fast.
+_GROUP_RATIO = 8
 
 
 class _Snapshot:
-    __slots__ = ("names", "nodes", "uniform", "weight_list", "weights")
+    __slots__ = (
+        "groups",
+        "names",
+        "nodes",
+        "uniform",
+        "weight_list",
+        "weights",
+    )
 
     def __init__(self, weights: dict[str, float]) -> None:
         self.weights = weights
@@ -53,6 +63,22 @@ class _Snapshot:
         self.names = tuple(sorted(weights))
         self.weight_list = [weights[n] for n in self.names]
         self.uniform = len(set(self.weight_list)) <= 1
+        # Nodes grouped by weight, each group in name order with the
+        # nodes' positions in names. Within a group the score rises with
+        # the hash, so only each group's top hash needs a logarithm.
+        # Worth it only when groups are few: each costs a few list passes.
+        by_weight: dict[float, list[int]] = {}
+        for i, w in enumerate(self.weight_list):
+            by_weight.setdefault(w, []).append(i)
+        self.groups: tuple[tuple[float, tuple[str, ...], tuple[int, ...]], ...]
+        self.groups = ()
+        if not self.uniform and len(by_weight) * _GROUP_RATIO <= len(
+            self.names
+        ):
+            self.groups = tuple(
+                (w, tuple(self.names[i] for i in at), tuple(at))
+                for w, at in by_weight.items()
+            )
 
 
 class RendezvousHash:
@@ -74,10 +100,14 @@ class RendezvousHash:
     order).
 
     A lookup costs one hash per node, done in C (``mmh3`` over the node
-    names, seeded with the key's hash), plus, with unequal weights, a
-    logarithm per node: about a microsecond per 10 nodes. Use it for tens
-    to a few hundred nodes; beyond that a `ConsistentHashRing` or a
-    `MaglevHash` answers in constant or logarithmic time.
+    names, seeded with the key's hash): about a microsecond per 10 nodes.
+    Unequal weights add a logarithm per node, about three times the cost,
+    unless the weights take few distinct values (at least 8 nodes per
+    value, such as weights 1, 2 and 3 over 100 nodes): then only each
+    weight's top hash needs one, and a lookup costs about what an
+    unweighted one does. Use it for tens to a few hundred nodes; beyond
+    that a `ConsistentHashRing` or a `MaglevHash` answers in constant or
+    logarithmic time.
 
     Lookups read an immutable snapshot and never lock; `add` and `remove`
     replace the snapshot under a lock.
@@ -122,10 +152,20 @@ class RendezvousHash:
             TypeError: If *key* is not ``str``, ``bytes`` or ``int``.
         """
         snap = self._snap
-        scores = self._scores(snap, key)
-        if not scores:
+        names = snap.names
+        if not names:
             raise NoNodesError("there are no nodes; add one first")
-        return snap.names[scores.index(max(scores))]
+        try:
+            seed = _hash32(key, _KEY_SEED, False)  # type: ignore[arg-type]  # int keys: TypeError, below
+        except TypeError:
+            seed = _hash32(coerce_key(key), _KEY_SEED, False)
+        if snap.uniform:
+            hashes = list(map(_hash32, names, repeat(seed)))
+            return names[hashes.index(max(hashes))]
+        if snap.groups:
+            return names[_grouped_winner(snap.groups, seed)]
+        scores = _weighted_scores(snap, seed)
+        return names[scores.index(max(scores))]
 
     def nodes_for(self, key: Key, n: int) -> list[str]:
         """Return the *n* nodes that score highest for *key*, best first.
@@ -152,17 +192,10 @@ class RendezvousHash:
             seed = _hash32(key, _KEY_SEED, signed=False)  # type: ignore[arg-type]  # int keys: TypeError, below
         except TypeError:
             seed = _hash32(coerce_key(key), _KEY_SEED, signed=False)
-        hashes: list[int] = list(map(_hash32, snap.names, repeat(seed)))
         if snap.uniform:
             # Ints are ordered like the floats they stand for.
-            return hashes  # type: ignore[return-value]  # ints sort like floats
-        # w / -ln(u), computed in C over the whole list.
-        neg_log_u = map(
-            sub,
-            repeat(_LOG_2_32),
-            map(math.log, map(_OFFSET.__add__, hashes)),
-        )
-        return list(map(truediv, snap.weight_list, neg_log_u))
+            return list(map(_hash32, snap.names, repeat(seed)))
+        return _weighted_scores(snap, seed)
 
     # ------------------------------------------------------------ changes
 
@@ -227,3 +260,43 @@ class RendezvousHash:
             f"{n!r}: {weight_repr(w)}" for n, w in self._snap.weights.items()
         )
         return f"RendezvousHash({{{shown}}})"
+
+
+def _weighted_scores(snap: _Snapshot, seed: int) -> list[float]:
+    """Return every node's score ``w / -ln(u)`` for the key of *seed*."""
+    hashes = map(_hash32, snap.names, repeat(seed))
+    # w / -ln(u), computed in C over the whole list.
+    neg_log_u = map(
+        sub,
+        repeat(_LOG_2_32),
+        map(math.log, map(_OFFSET.__add__, hashes)),
+    )
+    return list(map(truediv, snap.weight_list, neg_log_u))
+
+
+def _grouped_winner(
+    groups: tuple[tuple[float, tuple[str, ...], tuple[int, ...]], ...],
+    seed: int,
+) -> int:
+    """Return the position in names of the top scorer, group by group.
+
+    The answer is exactly `_weighted_scores`'s first maximum: within a
+    group (one weight) the score is strictly increasing in the hash (two
+    32-bit hashes differ by far more than a rounding error once mapped
+    through the logarithm), so the group's first top hash is its first
+    top score, and a tie between groups goes to the smaller position.
+    """
+    best = -1.0
+    at = -1
+    log = math.log
+    for weight, names, positions in groups:
+        hashes = list(map(_hash32, names, repeat(seed)))
+        top = max(hashes)
+        # The same operations, in the same order, as _weighted_scores.
+        score = weight / (_LOG_2_32 - log(_OFFSET + top))
+        if score > best:
+            best = score
+            at = positions[hashes.index(top)]
+        elif score == best:
+            at = min(at, positions[hashes.index(top)])
+    return at

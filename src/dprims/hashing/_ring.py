@@ -249,7 +249,9 @@ class ConsistentHashRing:
 
         The first is what `node_for` returns; the others follow clockwise, so
         this is the replica preference list: when the first node leaves,
-        the second takes its keys, and the rest keep their order.
+        the second takes its keys, and the rest keep their order. (In
+        ketama mode a node whose weight is too small for a single point
+        comes after all the others.)
 
         Raises:
             NoNodesError: If the ring has no nodes (and *n* > 0).
@@ -381,6 +383,10 @@ def walk(snap: _Snapshot, key: Key) -> Iterator[str]:
             yield owner
             if len(seen) == len(snap.nodes):
                 return
+    # In ketama mode a node of tiny weight can get no point at all (its
+    # share of digests rounds down to 0). It is still a node, so a
+    # preference list of every node ends with such nodes, in name order.
+    yield from sorted(set(snap.nodes) - seen)
 
 
 def _ketama_points(

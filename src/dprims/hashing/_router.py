@@ -78,8 +78,9 @@ class MovePlan:
     *fraction* is ``moved / keys``: over the keys you passed to
     `ShardRouter.plan`, or, when you passed none, over a fixed sample of
     *keys* synthetic keys (``sampled`` is then True). *moves* maps each
-    moving key you passed to its ``(old shard, new shard)``; *before* and
-    *after* count keys per shard.
+    moving key you passed to its ``(old shard, new shard)``, with an
+    ``int`` key as its decimal string (the form every selector hashes);
+    *before* and *after* count keys per shard.
 
     .. versionadded:: 0.1
     """
@@ -246,15 +247,28 @@ class ShardRouter(Generic[T]):
         """Return what *change* would move, without changing anything.
 
         With *keys*, every one of them is placed before and after, and the
-        plan lists those that move. Without, the share is measured on
-        *sample* synthetic keys (the same ones every time).
+        plan lists those that move; a key given twice (or as both ``42``
+        and ``"42"``, which are the same key) is counted once. Without, the
+        share is measured on *sample* synthetic keys (the same ones every
+        time).
 
         Raises:
             ValueError: If the change is invalid (as `add` or `remove`
-                would raise).
-            TypeError: If the selector cannot be copied (it has no
-                ``copy()`` method).
+                would raise), or *sample* is below 1.
+            TypeError: If *change* is not a `ShardChange`, a key is not
+                ``str``, ``bytes`` or ``int``, or the selector cannot be
+                copied (it has no ``copy()`` method).
         """
+        if not isinstance(change, ShardChange):
+            raise TypeError(
+                "change must be a ShardChange (ShardChange.add(...) or "
+                f"ShardChange.remove(...)), got {type(change).__name__}: "
+                f"{change!r}"
+            )
+        if isinstance(sample, bool) or not isinstance(sample, int):
+            raise TypeError(f"sample must be an int, got {sample!r}")
+        if sample < 1:
+            raise ConfigurationError(f"sample must be >= 1, got {sample}")
         copier = getattr(self._selector, "copy", None)
         if copier is None:
             raise TypeError(
@@ -268,7 +282,8 @@ class ShardRouter(Generic[T]):
         checked = (
             sample_keys(sample)
             if keys is None
-            else [coerce_key(k) for k in keys]
+            # dict.fromkeys drops repeats and keeps the caller's order.
+            else list(dict.fromkeys(coerce_key(k) for k in keys))
         )
         moves: dict[str | bytes, tuple[str, str]] = {}
         before: Counter[str] = Counter()

@@ -110,6 +110,9 @@ class Shop:
             negative_exceptions=(NotFound,),
             clock=clock,
             cache=store,
+            # Defined inside __init__: its qualname is not unique, so a
+            # shared store needs an explicit namespace.
+            namespace="shop.description",
         )
         def description(sku: str) -> str:
             return db.description(sku)

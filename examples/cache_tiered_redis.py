@@ -143,7 +143,11 @@ def outage(server: Any, db: SlowDatabase, prefix: str) -> None:
         retry=Retry(NoBackoff(), 1),
     )
     try:
-        cache = RedisCache(client, ttl=300.0, prefix=f"{prefix}-outage")
+        # After a connection failure the cache skips Redis for retry_after
+        # seconds, so calls fail over at once instead of each timing out.
+        cache = RedisCache(
+            client, ttl=300.0, prefix=f"{prefix}-outage", retry_after=0.5
+        )
         print("4. Redis goes down")
         server.stop()
         before = db.queries
@@ -152,9 +156,11 @@ def outage(server: Any, db: SlowDatabase, prefix: str) -> None:
         print(
             f"   read fell back to the database: {row} "
             f"(queries +{db.queries - before}, read_errors="
-            f"{cache.read_errors}, write_errors={cache.write_errors})"
+            f"{cache.read_errors}, write_errors={cache.write_errors}, "
+            f"skipped={cache.skipped})"
         )
         server.start()
+        time.sleep(0.5)  # let the circuit close: Redis is tried again
         cache.set("product:sku-3", row)
         print(f"   Redis is back: {cache.get('product:sku-3')}")
     finally:

@@ -5,12 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from dprims.cache import CacheStats, ReentrantLoadError, TTLCache, cached
+from dprims.cache import (
+    CacheStats,
+    LoadTimeout,
+    ReentrantLoadError,
+    TTLCache,
+    cached,
+)
+from dprims.cache._decorator import _REFRESHER
+from dprims.cache._flight import SingleFlight, _Flight
 from dprims.errors import ConfigurationError
 
 
@@ -19,11 +28,8 @@ if TYPE_CHECKING:
 
 
 def join_refreshes() -> None:
-    """Wait (bounded) for every background refresh thread to finish."""
-    for thread in threading.enumerate():
-        if thread.name.startswith("dprims-cache-refresh"):
-            thread.join(5.0)
-            assert not thread.is_alive()
+    """Wait (bounded) for every queued background refresh to finish."""
+    assert _REFRESHER.wait_idle(5.0)
 
 
 async def join_tasks() -> None:
@@ -113,6 +119,28 @@ class AsyncDictStore(DictStore):
     async def clear_async(self) -> None:
         self.async_calls += 1
         self.clear()
+
+
+class ObjectStore(AsyncDictStore):
+    """An in-process store of any hashable key, with sync and async methods."""
+
+    str_keys = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[Any, Any] = {}
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.items.get(key, default)
+
+    def set(self, key: Any, value: Any, ttl: Any = None) -> None:
+        self.items[key] = value
+
+    def delete(self, key: Any) -> bool:
+        return self.items.pop(key, None) is not None
+
+    def clear(self) -> None:
+        self.items.clear()
 
 
 class TestFreshness:
@@ -263,10 +291,8 @@ class TestStaleWhileRevalidate:
         clock.advance(15.0)
 
         assert 2 == f("a")
-        assert 0 == sum(
-            t.name.startswith("dprims-cache-refresh")
-            for t in threading.enumerate()
-        )
+        assert 0 == f.dropped_refreshes()
+        assert _REFRESHER.wait_idle(5.0)
 
     def test_failed_refresh_keeps_stale_and_logs(self, clock, caplog):
         """Keeps serving the stale value when the refresh fails, with a log line."""
@@ -653,7 +679,7 @@ class TestSharedStores:
     def test_shared_ttlcache_namespaces_functions(self, clock):
         """Keeps the results of two functions apart in one shared TTLCache."""
         store: TTLCache[Any, Any] = TTLCache(maxsize=10, ttl=60.0, clock=clock)
-        f = cached(ttl=60.0, cache=store)(lambda x: ("f", x))
+        f = cached(ttl=60.0, cache=store, namespace="f")(lambda x: ("f", x))
         g = cached(ttl=60.0, cache=store, namespace="g")(lambda x: ("g", x))
 
         assert (("f", 1), ("g", 1)) == (f(1), g(1))
@@ -752,7 +778,9 @@ class TestSharedStores:
 
     def test_unjsonable_argument_names_type(self, clock):
         """Raises TypeError naming an argument that cannot form a str key."""
-        f = cached(ttl=60.0, cache=DictStore(), clock=clock)(lambda x: x)
+        f = cached(ttl=60.0, cache=DictStore(), clock=clock, namespace="f")(
+            lambda x: x
+        )
 
         with pytest.raises(TypeError, match="object"):
             f(object())
@@ -814,7 +842,7 @@ class TestSharedStores:
         """Falls back to the sync API for a store without async methods."""
         store = DictStore()
 
-        @cached(ttl=60.0, cache=store, clock=clock)
+        @cached(ttl=60.0, cache=store, clock=clock, namespace="f")
         async def f(x: int) -> int:
             return x
 
@@ -927,7 +955,7 @@ class TestRaces:
         """Answers from an entry stored after the caller's miss, without loading."""
         misses = {"left": 1}
 
-        class FlakyRead(DictStore):
+        class FlakyRead(ObjectStore):  # str-key stores skip the re-read
             def get(self, key: str, default: Any = None) -> Any:
                 if misses["left"]:
                     misses["left"] -= 1
@@ -936,7 +964,7 @@ class TestRaces:
 
         store = FlakyRead()
         src = Source()
-        f = cached(ttl=60.0, cache=store, clock=clock)(src)
+        f = cached(ttl=60.0, cache=store, clock=clock, namespace="f")(src)
         misses["left"] = 0
         f("a")
         misses["left"] = 1  # the next first read misses, the recheck hits
@@ -948,7 +976,7 @@ class TestRaces:
         """Answers a coroutine call from an entry stored after its miss."""
         misses = {"left": 0}
 
-        class FlakyRead(AsyncDictStore):
+        class FlakyRead(ObjectStore):  # str-key stores skip the re-read
             async def get_async(self, key: str, default: Any = None) -> Any:
                 if misses["left"]:
                     misses["left"] -= 1
@@ -957,7 +985,7 @@ class TestRaces:
 
         calls = []
 
-        @cached(ttl=60.0, cache=FlakyRead(), clock=clock)
+        @cached(ttl=60.0, cache=FlakyRead(), clock=clock, namespace="f")
         async def f(x: str) -> int:
             calls.append(x)
             return 5
@@ -969,3 +997,517 @@ class TestRaces:
 
         assert 5 == asyncio.run(main())
         assert ["a"] == calls
+
+
+class SkuNotFound(Exception):
+    """An error whose constructor does not take its own args back."""
+
+    def __init__(self, sku: str, reason: str) -> None:
+        super().__init__(f"{sku}: {reason}")
+        self.sku = sku
+
+
+class TestNamespaceRequired:
+    def test_lambda_with_shared_cache_needs_namespace(self, clock):
+        """Refuses a lambda on a shared cache= without namespace=, naming it."""
+        store: TTLCache[Any, Any] = TTLCache(maxsize=10, ttl=60.0, clock=clock)
+
+        with pytest.raises(ValueError, match="namespace") as info:
+            cached(ttl=60.0, cache=store)(lambda x: x)
+        assert isinstance(info.value, ConfigurationError)
+
+    def test_factory_functions_need_namespace(self, clock):
+        """Refuses functions made by a factory on a shared store (JSON too)."""
+
+        def factory(n: int) -> Any:
+            def scaled(x: int) -> int:
+                return x * n
+
+            return cached(ttl=60.0, cache=DictStore(), clock=clock)(scaled)
+
+        with pytest.raises(ConfigurationError, match="<locals>"):
+            factory(2)
+
+    def test_namespaces_keep_lambdas_apart(self, clock):
+        """Keeps two lambdas apart in one store once each has a namespace."""
+        store = DictStore()
+        f1 = cached(ttl=60.0, cache=store, namespace="a", clock=clock)(
+            lambda x: x + 1
+        )
+        f2 = cached(ttl=60.0, cache=store, namespace="b", clock=clock)(
+            lambda x: x * 100
+        )
+
+        assert (6, 500) == (f1(5), f2(5))
+
+    def test_private_cache_needs_no_namespace(self, clock):
+        """Accepts a lambda with its own private cache."""
+        f = cached(ttl=60.0, clock=clock)(lambda x: x + 1)
+
+        assert 2 == f(1)
+
+
+class TestNegativeErrorsInJson:
+    def test_multi_argument_exception_hits(self, clock):
+        """Raises a cached NotFound(sku, reason) again on hits of a JSON store."""
+        calls = []
+
+        @cached(
+            ttl=60.0,
+            cache=DictStore(),
+            namespace="nf",
+            negative_ttl=30.0,
+            negative_exceptions=(SkuNotFound,),
+            clock=clock,
+        )
+        def product(sku: str) -> str:
+            calls.append(sku)
+            raise SkuNotFound(sku, "gone")
+
+        for _ in range(3):
+            with pytest.raises(SkuNotFound, match=r"^a: gone$"):
+                product("a")
+        assert ["a"] == calls
+
+    def test_key_error_message_is_not_quoted_twice(self, clock):
+        """Gives back a cached KeyError with its original args."""
+
+        @cached(
+            ttl=60.0,
+            cache=DictStore(),
+            namespace="ke",
+            negative_ttl=30.0,
+            negative_exceptions=(KeyError,),
+            clock=clock,
+        )
+        def lookup(sku: str) -> str:
+            raise KeyError(sku)
+
+        with pytest.raises(KeyError) as first:
+            lookup("b")
+        with pytest.raises(KeyError) as second:
+            lookup("b")
+
+        assert ("b",) == second.value.args
+        assert str(first.value) == str(second.value)
+
+    def test_unbuildable_exception_is_a_miss(self, clock):
+        """Treats a cached error that cannot be re-created as a miss."""
+
+        class Odd(Exception):
+            def __new__(cls, a: object, b: object) -> Odd:  # noqa: PYI034 -- a test double
+                return super().__new__(cls, a, b)
+
+            def __init__(self, a: object, b: object) -> None:
+                super().__init__(f"{a}/{b}")
+
+        calls = []
+
+        @cached(
+            ttl=60.0,
+            cache=DictStore(),
+            namespace="odd",
+            negative_ttl=30.0,
+            negative_exceptions=(Odd,),
+            clock=clock,
+        )
+        def f(x: int) -> int:
+            calls.append(x)
+            raise Odd(x, "y")
+
+        for _ in range(2):
+            with pytest.raises(Odd):
+                f(1)
+        assert [1, 1] == calls
+
+    def test_message_only_envelope_still_reads(self, clock):
+        """Reads an error envelope written with a bare message (0.1 format)."""
+        store = DictStore()
+
+        @cached(
+            ttl=60.0,
+            cache=store,
+            namespace="old",
+            negative_ttl=30.0,
+            negative_exceptions=(LookupError,),
+            clock=clock,
+        )
+        def f(x: int) -> int:
+            return x
+
+        store.set("old:[1]", [None, clock.time() + 30.0, 0.0, 0, "gone"])
+
+        with pytest.raises(LookupError, match=r"^gone$"):
+            f(1)
+
+
+class TestStoreModes:
+    class AsyncOnly(AsyncDictStore):
+        """A store that, like RedisCache on redis.asyncio, needs asyncio."""
+
+        _is_async = True
+
+    class BlockingOnly(AsyncDictStore):
+        """A store that, like RedisCache on a blocking client, refuses async."""
+
+        _is_async = False
+
+    def test_plain_function_on_async_store(self, clock):
+        """Refuses a plain function on an asyncio store at decoration time."""
+        with pytest.raises(TypeError, match=r"cache=.*asyncio"):
+            cached(ttl=60.0, cache=self.AsyncOnly(), namespace="m")(
+                lambda x: x
+            )
+
+    def test_coroutine_function_on_blocking_store(self, clock):
+        """Refuses a coroutine function on a blocking store at decoration."""
+
+        async def f(x: int) -> int:
+            return x
+
+        with pytest.raises(TypeError, match=r"cache=.*blocking"):
+            cached(ttl=60.0, cache=self.BlockingOnly(), namespace="m")(f)
+
+    def test_controls_name_the_right_twin(self, clock):
+        """Points invalidate() and cache_clear() to their async twins."""
+
+        @cached(ttl=60.0, cache=self.AsyncOnly(), namespace="m", clock=clock)
+        async def f(x: int) -> int:
+            return x
+
+        with pytest.raises(TypeError, match=r"invalidate_async\(\)"):
+            f.invalidate(1)
+        with pytest.raises(TypeError, match=r"cache_clear_async\(\)"):
+            f.cache_clear()
+
+        @cached(ttl=60.0, cache=self.BlockingOnly(), namespace="n")
+        def g(x: int) -> int:
+            return x
+
+        with pytest.raises(TypeError, match=r"invalidate\(\)"):
+            asyncio.run(g.invalidate_async(1))
+        with pytest.raises(TypeError, match=r"cache_clear\(\)"):
+            asyncio.run(g.cache_clear_async())
+
+    def test_store_type_error_is_not_a_key_error(self, clock):
+        """Lets a TypeError from the store through instead of blaming the key."""
+
+        class Broken(DictStore):
+            def get(self, key: str, default: Any = None) -> Any:
+                raise TypeError("store is broken")
+
+        f = cached(ttl=60.0, cache=Broken(), namespace="b", clock=clock)(
+            lambda x: x
+        )
+
+        with pytest.raises(TypeError, match=r"^store is broken$"):
+            f(1)
+
+
+class TestKeyErrors:
+    def test_unhashable_keyword_argument(self, clock):
+        """Names the keyword argument and its type, not the key tuple."""
+        f = cached(ttl=60.0, clock=clock)(lambda x, y=None: x)
+
+        with pytest.raises(
+            TypeError, match="keyword argument 'y' of type list"
+        ) as info:
+            f(1, y=[1])
+        assert "object at" not in str(info.value)
+
+    def test_unhashable_positional_argument(self, clock):
+        """Names the position and type of an unhashable positional argument."""
+        f = cached(ttl=60.0, clock=clock)(lambda x: x)
+
+        with pytest.raises(
+            TypeError, match="positional argument 0 of type dict"
+        ):
+            f({})
+
+    def test_unhashable_argument_on_plain_store_and_async(self, clock):
+        """Names the argument through the store path and for coroutines."""
+        g = cached(ttl=60.0, cache=ObjectStore(), namespace="o")(lambda x: x)
+
+        async def h(x: object) -> object:
+            return x
+
+        ah = cached(ttl=60.0, clock=clock)(h)
+
+        with pytest.raises(
+            TypeError, match="positional argument 0 of type set"
+        ):
+            g(set())
+        with pytest.raises(
+            TypeError, match="keyword argument 'x' of type list"
+        ):
+            asyncio.run(ah(x=[1]))
+
+    def test_invalidate_with_unhashable_argument(self, clock):
+        """Gives invalidate(x=[1]) the same clear TypeError."""
+        f = cached(ttl=60.0, clock=clock)(lambda x=None: x)
+
+        with pytest.raises(
+            TypeError, match="keyword argument 'x' of type list"
+        ):
+            f.invalidate(x=[1])
+        with pytest.raises(
+            TypeError, match="keyword argument 'x' of type list"
+        ):
+            asyncio.run(f.invalidate_async(x=[1]))
+
+    def test_user_key_unhashable_names_key_type(self, clock):
+        """Names the key's type when a key= callable returns an unhashable key."""
+        f = cached(ttl=60.0, clock=clock, key=lambda x: [x])(lambda x: x)
+
+        with pytest.raises(TypeError, match="key of type list"):
+            f(1)
+
+    def test_unencodable_result_names_its_type(self, clock):
+        """Names the result's type (set), not the envelope's, and writes nothing."""
+        store = DictStore()
+        f = cached(ttl=60.0, cache=store, namespace="s", clock=clock)(
+            lambda x: {1, 2}
+        )
+
+        with pytest.raises(TypeError, match="result of type set") as info:
+            f(1)
+        assert "list" not in str(info.value).split(":")[0]
+        assert {} == store.data
+
+
+class TestSharedStoreRoundTrips:
+    def test_miss_costs_one_read_and_one_write(self, clock):
+        """Reads a shared str-key store once per miss: no re-check read."""
+
+        class Counting(DictStore):
+            reads = 0
+
+            def get(self, key: str, default: Any = None) -> Any:
+                Counting.reads += 1
+                return super().get(key, default)
+
+        store = Counting()
+        f = cached(ttl=60.0, cache=store, namespace="c", clock=clock)(
+            lambda x: x
+        )
+
+        assert 1 == f(1)
+        assert (1, 1) == (Counting.reads, len(store.data))
+
+    def test_loads_counted_by_store_hook(self, clock):
+        """Reports the decorator's loads through a shared store's counter hook."""
+
+        class Hooked(DictStore):
+            def __init__(self) -> None:
+                super().__init__()
+                self.counted: list[bool] = []
+
+            def _count_load(self, ok: bool) -> None:
+                self.counted.append(ok)
+
+        store = Hooked()
+
+        def f(x: int) -> int:
+            if x < 0:
+                raise ValueError(x)
+            return x
+
+        g = cached(ttl=60.0, cache=store, namespace="h", clock=clock)(f)
+        g(1)
+        g(1)
+        with pytest.raises(ValueError):
+            g(-1)
+
+        assert [True, False] == store.counted
+
+    def test_tuple_result_comes_back_as_list(self, clock):
+        """Returns a tuple result as a list on hits of a JSON store (documented)."""
+        f = cached(ttl=60.0, cache=DictStore(), namespace="t", clock=clock)(
+            lambda x: (x, x)
+        )
+
+        assert ((1, 1), [1, 1]) == (f(1), f(1))
+
+
+class TestWaitTimeout:
+    @pytest.mark.parametrize("bad", [0, -1.0, math.inf, math.nan])
+    def test_bad_values(self, bad):
+        """Refuses a wait_timeout that is not a finite number > 0."""
+        with pytest.raises(ValueError, match="wait_timeout"):
+            cached(ttl=1.0, wait_timeout=bad)
+
+    def test_bad_type(self):
+        """Refuses a wait_timeout that is not a number."""
+        with pytest.raises(TypeError, match="wait_timeout"):
+            cached(ttl=1.0, wait_timeout="1")  # type: ignore[arg-type]
+
+    def test_none_means_unbounded(self):
+        """Accepts wait_timeout=None (no bound) when asked explicitly."""
+        f = cached(ttl=1.0, wait_timeout=None)(lambda x: x)
+
+        assert 1 == f(1)
+
+    def test_hung_loader_times_waiters_out(self):
+        """Gives waiters LoadTimeout while a hung load stays the only one."""
+        release = threading.Event()
+        started = threading.Event()
+        calls = []
+
+        @cached(ttl=60.0, wait_timeout=0.05)
+        def slow(x: int) -> int:
+            calls.append(x)
+            started.set()
+            assert release.wait(10.0)
+            return x
+
+        leader = threading.Thread(target=slow, args=(1,))
+        leader.start()
+        try:
+            assert started.wait(10.0)
+            for _ in range(2):
+                with pytest.raises(LoadTimeout, match="still running"):
+                    slow(1)
+        finally:
+            release.set()
+            leader.join(10.0)
+
+        assert [1] == calls
+        assert 1 == slow(1)
+        assert isinstance(LoadTimeout("x"), TimeoutError)
+
+    def test_loader_waiting_through_a_pool_for_its_own_key(self):
+        """Ends a loader that waits for its own key through a thread pool."""
+        import concurrent.futures
+
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+
+        @cached(ttl=60.0, wait_timeout=0.05)
+        def via_pool(x: str) -> str:
+            return pool.submit(via_pool, x).result(10.0)
+
+        try:
+            with pytest.raises(LoadTimeout):
+                via_pool("x")
+        finally:
+            pool.shutdown(wait=True)
+
+    def test_loader_awaiting_a_task_for_its_own_key(self):
+        """Ends a loader that awaits a new task asking for its own key."""
+
+        @cached(ttl=60.0, wait_timeout=0.05)
+        async def af(x: str) -> str:
+            return await asyncio.ensure_future(af(x))
+
+        with pytest.raises(LoadTimeout):
+            asyncio.run(asyncio.wait_for(af("x"), 10.0))
+
+    def test_loader_timeout_error_is_its_answer(self):
+        """Passes a loader's own TimeoutError to waiters unchanged."""
+
+        class Slow(TimeoutError):
+            pass
+
+        flight: _Flight[int] = _Flight(owner="other")
+        flight.future.set_exception(Slow("db"))
+
+        with pytest.raises(Slow):
+            SingleFlight.wait(flight, "k", 0.01)
+        with pytest.raises(Slow):
+            asyncio.run(SingleFlight.wait_async(flight, "k", 0.01))
+
+
+class TestBoundedRefreshes:
+    def test_stale_burst_uses_few_threads(self, clock):
+        """Refreshes 200 stale keys on at most 4 threads, dropping the excess."""
+        release = threading.Event()
+        blocked = {"on": False}
+
+        @cached(ttl=10.0, stale_ttl=60.0, maxsize=500, clock=clock)
+        def f(x: int) -> int:
+            if blocked["on"]:
+                assert release.wait(10.0)
+            return x
+
+        for i in range(200):
+            f(i)
+        clock.advance(10.0)
+        blocked["on"] = True
+        try:
+            assert list(range(200)) == [f(i) for i in range(200)]
+            workers = [
+                t
+                for t in threading.enumerate()
+                if t.name.startswith("dprims-cache-refresh")
+            ]
+            assert len(workers) <= 4
+            assert f.dropped_refreshes() >= 200 - 64 - 4
+        finally:
+            release.set()
+            join_refreshes()
+
+    def test_refresh_already_running_is_dropped(self, clock):
+        """Counts a stale hit whose key is already refreshing as dropped."""
+        release = threading.Event()
+        blocked = {"on": False}
+
+        @cached(ttl=10.0, stale_ttl=60.0, clock=clock)
+        def f(x: int) -> int:
+            if blocked["on"]:
+                assert release.wait(10.0)
+            return x
+
+        f(1)
+        clock.advance(10.0)
+        blocked["on"] = True
+        try:
+            assert (1, 1) == (f(1), f(1))
+            assert 1 == f.dropped_refreshes()
+        finally:
+            release.set()
+            join_refreshes()
+
+    def test_full_queue_drops_after_leading(self, clock, monkeypatch):
+        """Ends the flight of a refresh the pool refused, so callers go on."""
+        monkeypatch.setattr(
+            type(_REFRESHER), "submit", lambda _self, _job: False
+        )
+        src = Source()
+        f = cached(ttl=10.0, stale_ttl=60.0, clock=clock)(src)
+        f("a")
+        clock.advance(10.0)
+
+        assert (1, 1) == (f("a"), f.dropped_refreshes())
+        clock.advance(60.0)
+        assert 2 == f("a")
+
+    def test_async_refreshes_are_bounded(self, clock):
+        """Runs at most 16 refresh tasks per coroutine function."""
+
+        async def main() -> tuple[int, int]:
+            release = asyncio.Event()
+            blocked = {"on": False}
+
+            @cached(ttl=10.0, stale_ttl=60.0, maxsize=100, clock=clock)
+            async def f(x: int) -> int:
+                if blocked["on"]:
+                    await asyncio.wait_for(release.wait(), 10.0)
+                return x
+
+            for i in range(40):
+                await f(i)
+            clock.advance(10.0)
+            blocked["on"] = True
+            for i in range(40):
+                await f(i)
+            await asyncio.sleep(0)
+            running = sum(
+                "_refresh_task" in t.get_coro().__qualname__
+                for t in asyncio.all_tasks()
+            )
+            release.set()
+            await join_tasks()
+            return running, f.dropped_refreshes()
+
+        running, dropped = asyncio.run(main())
+        assert 16 == running
+        assert 24 == dropped

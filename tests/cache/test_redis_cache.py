@@ -16,6 +16,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from dprims.cache import cached
 from dprims.cache._flight import ReentrantLoadError, _Flight
 from dprims.cache.redis import JSONSerializer, RedisCache, _Job
 from dprims.errors import ConfigurationError
@@ -944,7 +945,8 @@ class TestRedisDown:
     def test_stopped_server(self, own_redis, prefix, caplog):
         """Falls back to the loader and default, then recovers on restart."""
         client = _fast_client(own_redis)
-        cache = RedisCache(client, ttl=30.0, prefix=prefix)
+        # retry_after=0: every call tries Redis (the circuit is tested apart).
+        cache = RedisCache(client, ttl=30.0, prefix=prefix, retry_after=0)
         try:
             cache.set("k", "before")
             own_redis.stop()
@@ -1068,9 +1070,15 @@ class TestRedisDown:
             client = _fast_async_client(own_redis)
             try:
                 cache = RedisCache(
-                    client, ttl=30.0, prefix=prefix, single_flight=True
+                    client,
+                    ttl=30.0,
+                    prefix=prefix,
+                    single_flight=True,
+                    retry_after=0,
                 )
-                plain = RedisCache(client, ttl=30.0, prefix=f"{prefix}p")
+                plain = RedisCache(
+                    client, ttl=30.0, prefix=f"{prefix}p", retry_after=0
+                )
                 own_redis.stop()
 
                 async def loader():
@@ -1138,3 +1146,218 @@ class TestRedisDown:
                 await client.aclose()
 
         assert ("v", "mine", 1) == asyncio.run(main())
+
+
+@pytest.mark.redis
+class TestCircuit:
+    """After a connection failure, Redis is skipped for retry_after seconds."""
+
+    def test_outage_skips_redis_until_retry_after(
+        self, own_redis, prefix, clock, caplog
+    ):
+        """Answers at once while the circuit is open, and tries again after."""
+        client = _fast_client(own_redis)
+        cache = RedisCache(client, ttl=30.0, prefix=prefix, clock=clock)
+        try:
+            own_redis.stop()
+            with caplog.at_level(logging.WARNING, logger=LOGGER):
+                assert cache.get("k") is None
+                assert "d" == cache.get("k", "d")
+                cache.set("k", 1)
+                assert cache.delete("k") is False
+                assert "k" not in cache
+                cache.clear()
+                assert "v" == cache.get_or_load("k", lambda: "v")
+            assert (1, 0, 6) == (
+                cache.read_errors,
+                cache.write_errors,
+                cache.skipped,
+            )
+            assert 1 == caplog.text.count("skipped for 1.0 s")
+            clock.advance(1.0)
+            assert cache.get("k") is None
+            assert 2 == cache.read_errors
+        finally:
+            client.close()
+
+    def test_async_outage_skips_redis(self, own_redis, prefix, clock):
+        """Skips Redis from the asyncio API too while the circuit is open."""
+
+        async def main() -> tuple[int, int, int]:
+            client = _fast_async_client(own_redis)
+            try:
+                cache = RedisCache(
+                    client,
+                    ttl=30.0,
+                    prefix=prefix,
+                    clock=clock,
+                    single_flight=True,
+                )
+                own_redis.stop()
+                assert await cache.get_async("k") is None
+                await cache.set_async("k", 1)
+                assert await cache.delete_async("k") is False
+                assert await cache.contains_async("k") is False
+                await cache.clear_async()
+
+                async def loader() -> str:
+                    return "v"
+
+                assert "v" == await cache.get_or_load_async("k", loader)
+                return cache.read_errors, cache.write_errors, cache.skipped
+            finally:
+                await client.aclose()
+
+        assert (1, 0, 5) == asyncio.run(main())
+
+    def test_leased_load_skips_redis(self, redis_client, prefix, clock):
+        """Loads without lease or release while the circuit is open."""
+        cache = RedisCache(
+            redis_client,
+            ttl=30.0,
+            prefix=prefix,
+            clock=clock,
+            single_flight=True,
+        )
+        cache._open_until = clock.monotonic() + 1.0
+        job = _Job(prefix, "k", cache.redis_key("k"), 1000, _Flight(None))
+
+        assert "v" == cache._load(job, lambda: "v")
+        cache._release(job, b"1")
+        assert 2 == cache.skipped
+        assert redis_client.get(cache.redis_key("k")) is None
+
+    def test_retry_after_zero_never_skips(self, own_redis, prefix, clock):
+        """Calls Redis every time with retry_after=0."""
+        client = _fast_client(own_redis)
+        cache = RedisCache(
+            client, ttl=30.0, prefix=prefix, clock=clock, retry_after=0
+        )
+        try:
+            own_redis.stop()
+            cache.get("k")
+            cache.get("k")
+            assert (2, 0) == (cache.read_errors, cache.skipped)
+        finally:
+            client.close()
+
+    @pytest.mark.parametrize(
+        ("bad", "error"), [(-1.0, ValueError), ("1", TypeError)]
+    )
+    def test_bad_retry_after(self, redis_client, bad, error):
+        """Refuses a negative or non-numeric retry_after."""
+        with pytest.raises(error, match="retry_after"):
+            RedisCache(redis_client, ttl=1.0, retry_after=bad)
+
+    def test_warns_about_many_retries(self, redis_proc, caplog):
+        """Logs a warning for a client that retries more than once."""
+        many = redis_proc.client(socket_timeout=1.0)
+        one = redis_proc.client(
+            socket_timeout=1.0, retry=Retry(NoBackoff(), 1)
+        )
+        try:
+            with caplog.at_level(logging.WARNING, logger=LOGGER):
+                RedisCache(one, ttl=1.0)
+                assert "retries" not in caplog.text
+                RedisCache(many, ttl=1.0)
+            assert "retry=Retry(NoBackoff(), 1)" in caplog.text
+        finally:
+            many.close()
+            one.close()
+
+
+@pytest.mark.redis
+class TestWithCached:
+    """@cached over a RedisCache."""
+
+    def test_no_write_back_after_failed_read(self, own_redis, prefix, clock):
+        """Loads without writing when the read just failed, and counts the load."""
+        client = _fast_client(own_redis)
+        cache = RedisCache(
+            client, ttl=30.0, prefix=prefix, clock=clock, retry_after=0
+        )
+        try:
+            f = cached(ttl=30.0, cache=cache, namespace="f")(lambda x: x * 2)
+            own_redis.stop()
+            assert 4 == f(2)
+            assert (1, 0, 1) == (
+                cache.read_errors,
+                cache.write_errors,
+                cache.stats.loads,
+            )
+        finally:
+            client.close()
+
+    def test_async_no_write_back_after_failed_read(
+        self, own_redis, prefix, clock
+    ):
+        """Skips the write after a failed read from a coroutine function too."""
+
+        async def main() -> tuple[int, int, int]:
+            client = _fast_async_client(own_redis)
+            try:
+                cache = RedisCache(
+                    client, ttl=30.0, prefix=prefix, retry_after=0
+                )
+
+                @cached(ttl=30.0, cache=cache, namespace="g")
+                async def g(x: int) -> int:
+                    return x * 2
+
+                own_redis.stop()
+                assert 4 == await g(2)
+                return (
+                    cache.read_errors,
+                    cache.write_errors,
+                    cache.stats.loads,
+                )
+            finally:
+                await client.aclose()
+
+        assert (1, 0, 1) == asyncio.run(main())
+
+    def test_loads_and_negative_errors(self, redis_client, prefix, clock):
+        """Counts loads in stats and re-raises a multi-argument cached error."""
+
+        class Missing(Exception):
+            def __init__(self, sku: str, reason: str) -> None:
+                super().__init__(f"{sku}: {reason}")
+
+        cache = RedisCache(redis_client, ttl=30.0, prefix=prefix)
+        calls = []
+
+        @cached(
+            ttl=30.0,
+            cache=cache,
+            namespace="p",
+            negative_ttl=10.0,
+            negative_exceptions=(Missing,),
+        )
+        def product(sku: str) -> str:
+            calls.append(sku)
+            if sku == "gone":
+                raise Missing(sku, "deleted")
+            return sku
+
+        assert ("a", "a") == (product("a"), product("a"))
+        for _ in range(2):
+            with pytest.raises(Missing, match="gone: deleted"):
+                product("gone")
+        assert ["a", "gone"] == calls
+        assert (1, 1) == (cache.stats.loads, cache.stats.load_errors)
+
+    def test_sync_function_on_async_client(self, redis_proc, prefix):
+        """Refuses a plain function on an asyncio RedisCache, naming cache."""
+        client = redis_proc.async_client()
+        cache = RedisCache(client, ttl=30.0, prefix=prefix)
+
+        with pytest.raises(TypeError, match="cache=RedisCache has an asyncio"):
+            cached(ttl=30.0, cache=cache, namespace="s")(lambda x: x)
+        asyncio.run(client.aclose())
+
+    def test_lambdas_need_namespace(self, redis_client, prefix):
+        """Refuses two lambdas on one RedisCache without namespace=."""
+        cache = RedisCache(redis_client, ttl=30.0, prefix=prefix)
+
+        with pytest.raises(ConfigurationError, match="namespace"):
+            cached(ttl=30.0, cache=cache)(lambda x: x + 1)

@@ -237,3 +237,59 @@ class TestSyncAbandon:
 
         assert ["stopped", "second"] == sorted(out, reverse=True)
         assert 2 == len(calls)
+
+
+class TestThreadsAndTasks:
+    @staticmethod
+    def stampede(fail: bool) -> tuple[list[int], list[object], TTLCache]:
+        """Miss one key from 64 threads and 64 tasks (on another thread)."""
+        cache: TTLCache[str, int] = TTLCache(maxsize=10, ttl=60.0)
+        calls: list[int] = []
+
+        def answer() -> int:
+            calls.append(1)
+            if fail:
+                raise LoaderError("db down")
+            return 42
+
+        def load() -> int:
+            wait_for_waiters(2 * N - 1)
+            return answer()
+
+        async def load_async() -> int:
+            for _ in range(10_000):
+                if len(_flight._WAITING) >= 2 * N - 1:
+                    break
+                await asyncio.sleep(0.001)
+            return answer()
+
+        async def tasks() -> list[object]:
+            return await asyncio.gather(
+                *(cache.get_or_load_async("k", load_async) for _ in range(N)),
+                return_exceptions=True,
+            )
+
+        task_results: list[object] = []
+        loop_thread = threading.Thread(
+            target=lambda: task_results.extend(asyncio.run(tasks()))
+        )
+        loop_thread.start()
+        results = run_threads(lambda: cache.get_or_load("k", load))
+        loop_thread.join(10.0)
+        assert not loop_thread.is_alive()
+        return calls, results + task_results, cache
+
+    def test_one_load_for_threads_and_tasks(self):
+        """Calls the loader once for 64 threads and 64 tasks missing one key."""
+        calls, results, _ = self.stampede(fail=False)
+
+        assert [1] == calls
+        assert [42] * (2 * N) == results
+
+    def test_error_reaches_threads_and_tasks(self):
+        """Gives all 128 callers the loader's error and caches nothing."""
+        calls, results, cache = self.stampede(fail=True)
+
+        assert [1] == calls
+        assert 2 * N == sum(isinstance(r, LoaderError) for r in results)
+        assert "k" not in cache

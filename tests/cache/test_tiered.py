@@ -13,7 +13,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from dprims.cache import TTLCache
+from dprims.cache import TTLCache, cached
 from dprims.cache.redis import RedisCache
 from dprims.cache.tiered import TieredCache
 
@@ -44,9 +44,10 @@ def heard(
 
 
 def make_tiered(client: Any, prefix: str, **kwargs: Any) -> TieredCache:
+    # retry_after=0: every call tries Redis, so a restart is seen at once.
     return TieredCache(
         TTLCache(maxsize=100, ttl=60.0),
-        RedisCache(client, ttl=60.0, prefix=prefix),
+        RedisCache(client, ttl=60.0, prefix=prefix, retry_after=0),
         **kwargs,
     )
 
@@ -465,7 +466,7 @@ def test_async_redis_down_and_back(own_redis, prefix, caplog):
         own_redis.stop()
         tiered = TieredCache(
             TTLCache(maxsize=10, ttl=60.0),
-            RedisCache(client, ttl=60.0, prefix=prefix),
+            RedisCache(client, ttl=60.0, prefix=prefix, retry_after=0),
             start_timeout=0.2,
         )
         try:
@@ -490,3 +491,95 @@ def test_async_redis_down_and_back(own_redis, prefix, caplog):
     with caplog.at_level(logging.WARNING):
         assert (True, False, True, 2) == asyncio.run(main())
     assert "not subscribed" in caplog.text
+
+
+@pytest.mark.redis
+def test_get_or_load_ttl_caps_local_copy(redis_client, prefix, clock):
+    """Keeps the local copy of get_or_load(ttl=...) no longer than that ttl."""
+    tiered = TieredCache(
+        TTLCache(maxsize=10, ttl=60.0, clock=clock),
+        RedisCache(redis_client, ttl=60.0, prefix=prefix),
+    )
+    try:
+        assert 1 == tiered.get_or_load("k", lambda: 1, ttl=5.0)
+        assert "k" in tiered.local
+        clock.advance(5.0)
+
+        assert "k" not in tiered.local
+    finally:
+        tiered.close()
+
+
+@pytest.mark.redis
+def test_async_get_or_load_ttl_caps_local_copy(redis_proc, prefix, clock):
+    """Caps the local copy by ttl on the asyncio path too."""
+
+    async def main() -> tuple[bool, bool]:
+        client = redis_proc.async_client()
+        tiered = TieredCache(
+            TTLCache(maxsize=10, ttl=60.0, clock=clock),
+            RedisCache(client, ttl=60.0, prefix=prefix),
+        )
+        try:
+
+            async def load() -> int:
+                return 1
+
+            await tiered.get_or_load_async("k", load, ttl=5.0)
+            before = "k" in tiered.local
+            clock.advance(5.0)
+            return before, "k" in tiered.local
+        finally:
+            await tiered.aclose()
+            await client.aclose()
+
+    assert (True, False) == asyncio.run(main())
+
+
+@pytest.mark.redis
+def test_cached_counts_loads_and_skips_on_outage(own_redis, prefix, clock):
+    """Counts @cached loads in stats and loads without writing when down."""
+    client = _fast_client(own_redis)
+    try:
+        with make_tiered(client, prefix) as tiered:
+            f = cached(ttl=30.0, cache=tiered, namespace="f", clock=clock)(
+                lambda x: x * 2
+            )
+            assert (4, 4) == (f(2), f(2))
+            assert 1 == tiered.stats.loads
+            own_redis.kill()
+            assert 6 == f(3)
+            assert (2, 0) == (tiered.stats.loads, tiered.remote.write_errors)
+    finally:
+        client.close()
+
+
+@pytest.mark.redis
+def test_async_cached_reads_through_tiers(redis_proc, prefix, clock):
+    """Serves a coroutine function from the tiers, loading once."""
+
+    async def main() -> tuple[int, int, int]:
+        client = redis_proc.async_client()
+        tiered = TieredCache(
+            TTLCache(maxsize=10, ttl=60.0, clock=clock),
+            RedisCache(client, ttl=60.0, prefix=prefix),
+        )
+        try:
+
+            @cached(ttl=30.0, cache=tiered, namespace="a", clock=clock)
+            async def g(x: int) -> int:
+                return x * 2
+
+            first, second = await g(2), await g(2)
+            tiered.local.clear()
+            third = await g(2)
+            return (
+                first + second + third,
+                tiered.stats.loads,
+                tiered.stats.hits,
+            )
+        finally:
+            await tiered.aclose()
+            await client.aclose()
+
+    assert (12, 1, 2) == asyncio.run(main())

@@ -38,7 +38,7 @@ def test_runs_with_its_own_server(example, capsys, prefix, redis_proc):
     assert "'price': 99.0" in lines[6]
     assert "database queries for the burst: 1" in out
     assert "read fell back to the database" in out
-    assert "read_errors=1, write_errors=1" in out
+    assert "read_errors=1, write_errors=0, skipped=1" in out
     assert "Redis is back: {'sku': 'sku-3', 'price': 13.0}" in out
 
 

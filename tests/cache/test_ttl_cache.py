@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from dprims.cache import CacheStats, ReentrantLoadError, TTLCache
+from dprims.cache import CacheStats, LoadTimeout, ReentrantLoadError, TTLCache
 from dprims.errors import ConfigurationError
 
 
@@ -430,3 +430,57 @@ class TestAsyncFace:
 
         assert (1, 1) == asyncio.run(main())
         assert [1] == calls
+
+
+class TestWaitTimeout:
+    def test_waiter_times_out_and_flight_stays(self, cache):
+        """Raises LoadTimeout for a waiter; the hung load stays the only one."""
+        release = threading.Event()
+        started = threading.Event()
+        calls = []
+
+        def hung() -> int:
+            calls.append(1)
+            started.set()
+            assert release.wait(10.0)
+            return 1
+
+        leader = threading.Thread(target=cache.get_or_load, args=("k", hung))
+        leader.start()
+        try:
+            assert started.wait(10.0)
+            with pytest.raises(LoadTimeout):
+                cache.get_or_load("k", hung, wait_timeout=0.05)
+        finally:
+            release.set()
+            leader.join(10.0)
+
+        assert [1] == calls
+        assert 1 == cache.get("k")
+
+    def test_async_waiter_times_out(self, cache):
+        """Raises LoadTimeout for a task waiting on a hung async load."""
+
+        async def main() -> list[int]:
+            release = asyncio.Event()
+            calls: list[int] = []
+
+            async def hung() -> int:
+                calls.append(1)
+                await asyncio.wait_for(release.wait(), 10.0)
+                return 1
+
+            leader = asyncio.ensure_future(cache.get_or_load_async("k", hung))
+            await asyncio.sleep(0)
+            with pytest.raises(LoadTimeout):
+                await cache.get_or_load_async("k", hung, wait_timeout=0.05)
+            release.set()
+            await asyncio.wait_for(leader, 10.0)
+            return calls
+
+        assert [1] == asyncio.run(main())
+
+    def test_bad_wait_timeout(self, cache):
+        """Refuses wait_timeout <= 0 before looking anything up."""
+        with pytest.raises(ValueError, match="wait_timeout"):
+            cache.get_or_load("k", lambda: 1, wait_timeout=0)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from dprims.cache._base import AsyncCacheStore, CacheStats, CacheStore
 from dprims.cache._decorator import CachedFunction, cached
-from dprims.cache._flight import ReentrantLoadError
+from dprims.cache._flight import LoadTimeout, ReentrantLoadError
 from dprims.cache._serializers import JSONSerializer, Serializer
 from dprims.cache._ttl import TTLCache
 
@@ -30,6 +30,7 @@ __all__ = [
     "CacheStore",
     "CachedFunction",
     "JSONSerializer",
+    "LoadTimeout",
     "RedisCache",
     "ReentrantLoadError",
     "Serializer",

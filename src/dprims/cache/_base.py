@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 
 __all__ = ()
 
+#: What a shared store's private ``_get_or_down`` returns when the backend
+#: failed, so that `cached` can tell an outage from a miss.
+STORE_DOWN: object = object()
+
 # Named K in the docs (nitpick ignores it); contravariant as keys are only
 # ever passed in.
 K = TypeVar("K", contravariant=True)  # noqa: PLC0105
@@ -31,8 +35,10 @@ class CacheStats:
     """A snapshot of a cache's counters since it was created.
 
     *hits* and *misses* count lookups (`CacheStore.get`; ``in`` is not
-    counted, and a `CacheStore.get_or_load` counts one of them); *loads* counts loader calls that
-    returned a value and *load_errors* loader calls that raised; *evictions*
+    counted, and a `CacheStore.get_or_load` counts one of them); *loads*
+    counts loader calls that returned a value and *load_errors* loader
+    calls that raised (including the calls of functions decorated with
+    `cached` over this store); *evictions*
     counts items the cache removed by itself (expired or pushed out because
     it was full), not those removed by ``delete`` or ``clear``.
 
@@ -74,7 +80,7 @@ class CacheStore(Protocol[K, V]):
     - ``str_keys`` true: the key is ``"<namespace>:<args>"``, or
       ``"<namespace>:<args>;<kwargs>"`` when keyword arguments are given,
       where ``<namespace>`` defaults to ``module.qualname`` of the function
-      and ``<args>`` / ``<kwargs>`` are the compact JSON (sorted keys) of
+      (a lambda or a nested function must be given ``namespace=``) and ``<args>`` / ``<kwargs>`` are the compact JSON (sorted keys) of
       the positional arguments (an array) and keyword arguments (an
       object), so the same call builds the same key in every process;
       ``f("a", 2)`` gives ``'module.f:["a",2]'``. A ``key=`` callable that

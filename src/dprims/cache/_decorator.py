@@ -17,11 +17,15 @@ Status: stable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
+import itertools
 import json
 import logging
 import math
+import os
+import queue
 import random
 import threading
 from typing import (
@@ -34,15 +38,30 @@ from typing import (
 )
 
 from dprims._clock import SYSTEM_CLOCK, Clock
-from dprims.cache._flight import SingleFlight, _Abandoned, _Flight
-from dprims.cache._ttl import TTLCache, check_maxsize, check_ttl, unhashable
+from dprims.cache._base import STORE_DOWN
+from dprims.cache._flight import (
+    DEFAULT_WAIT_TIMEOUT,
+    SingleFlight,
+    _Abandoned,
+    _Flight,
+    check_wait_timeout,
+)
+from dprims.cache._ttl import (
+    TTLCache,
+    _peek,
+    check_maxsize,
+    check_ttl,
+    unhashable,
+)
 from dprims.errors import ConfigurationError
 
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Hashable
+    from collections.abc import Awaitable, Callable, Hashable
 
     from dprims.cache._base import CacheStore
+
+    _KeyMaker = Callable[[tuple[object, ...], dict[str, object]], Hashable]
 
 
 __all__ = ()
@@ -92,6 +111,15 @@ class CachedFunction(Protocol[P, R_co]):
         """Drop every result of the store (all functions sharing it)."""
         ...
 
+    def dropped_refreshes(self) -> int:
+        """Return how many background refreshes were skipped.
+
+        A refresh is skipped when one already runs for the key, or when
+        the bounded pool of refresh workers (tasks, for coroutine
+        functions) is busy; callers keep getting the stale value.
+        """
+        ...
+
     async def cache_clear_async(self) -> None:
         """Drop every result, through the async store API."""
         ...
@@ -133,17 +161,28 @@ class _Entry:
         raise self.error.with_traceback(None)
 
 
+#: What a read returns when the shared store just failed: a miss (it is
+#: never fresh nor stale) after which nothing is written back, since the
+#: write would only wait for the same outage again.
+_OFFLINE = _Entry(None, -math.inf, 0.0)
+
+
 # ----------------------------------------------------------------- stores
 
 
 class _Ops:
     """Reads and writes `_Entry` envelopes in an in-process store."""
 
-    __slots__ = ("now", "store")
+    __slots__ = ("count_load", "now", "store")
 
     def __init__(self, store: CacheStore[Any, Any], clock: Clock) -> None:
         self.store = store
         self.now: Callable[[], float] = clock.monotonic
+        # Shared stores count loads through their own get_or_load; the
+        # decorator loads itself, so it reports them (see CacheStats).
+        self.count_load: Callable[[bool], None] | None = getattr(
+            store, "_count_load", None
+        )
 
     def read(self, key: Hashable) -> _Entry | None:
         entry = self.store.get(key)
@@ -163,7 +202,9 @@ class _Ops:
         self.store.clear()
 
     def loaded(self, *, ok: bool) -> None:
-        """Count a loader call (only stores whose counters we own)."""
+        """Count a loader call in the store's stats, where it has a hook."""
+        if self.count_load is not None:
+            self.count_load(ok)
 
     async def read_async(self, key: Hashable) -> _Entry | None:
         get_async = getattr(self.store, "get_async", None)
@@ -209,6 +250,7 @@ class _LocalOps(_Ops):
         self.store = cache
         self.cache = cache
         self.now = cache._timer
+        self.count_load = None
 
     def read(self, key: Hashable) -> _Entry | None:
         item = self.cache._hit(key)
@@ -240,13 +282,16 @@ class _JsonOps(_Ops):
     """Ops for a shared `str` key store: JSON-friendly envelopes, epoch time.
 
     An envelope is ``[value, fresh_until, delta]``, or for a cached error
-    ``[null, fresh_until, delta, index, message]`` where *index* points into
-    the decorator's *negative_exceptions*; the error is re-created as
-    ``negative_exceptions[index](message)``. Anything else read back (an
+    ``[null, fresh_until, delta, index, args]`` where *index* points into
+    the decorator's *negative_exceptions* and *args* is the list of the
+    exception's arguments (its message alone when they are not plain JSON
+    values); the error is re-created as ``negative_exceptions[index](*args)``
+    or, if that constructor refuses them, as an instance of the same class
+    with those ``args`` that skips ``__init__``. Anything else read back (an
     older format, another writer) is a miss.
     """
 
-    __slots__ = ("errors",)
+    __slots__ = ("errors", "get_async", "get_sync")
 
     def __init__(
         self,
@@ -254,16 +299,47 @@ class _JsonOps(_Ops):
         clock: Clock,
         errors: tuple[type[Exception], ...],
     ) -> None:
-        self.store = store
+        super().__init__(store, clock)
         # Envelopes cross machines: their times are epoch seconds.
         self.now = clock.time
         self.errors = errors
+        # Stores that can tell an outage from a miss (RedisCache,
+        # TieredCache) answer STORE_DOWN, so nothing is written back.
+        self.get_sync: Callable[[Hashable], object] = getattr(
+            store, "_get_or_down", store.get
+        )
+        self.get_async: Callable[[Hashable], Awaitable[object]] | None = (
+            getattr(store, "_get_or_down_async", None)
+            or getattr(store, "get_async", None)
+        )
 
     def read(self, key: Hashable) -> _Entry | None:
-        return self._decode(self.store.get(key))
+        raw = self.get_sync(key)
+        return _OFFLINE if raw is STORE_DOWN else self._decode(raw)
+
+    async def read_async(self, key: Hashable) -> _Entry | None:
+        if self.get_async is None:
+            return self.read(key)
+        raw = await self.get_async(key)
+        return _OFFLINE if raw is STORE_DOWN else self._decode(raw)
+
+    def peek(self, key: Hashable) -> _Entry | None:  # noqa: ARG002 -- same signature as _Ops.peek
+        """Skip the re-read: in a shared store it costs a round trip."""
+        return None
 
     def write(self, key: Hashable, entry: _Entry, ttl: float) -> None:
-        self.store.set(key, self._encode(entry), ttl)
+        try:
+            self.store.set(key, self._encode(entry), ttl)
+        except (TypeError, ValueError) as exc:
+            raise _unencodable(entry, exc) from exc
+
+    async def write_async(
+        self, key: Hashable, entry: _Entry, ttl: float
+    ) -> None:
+        try:
+            await super().write_async(key, entry, ttl)
+        except (TypeError, ValueError) as exc:
+            raise _unencodable(entry, exc) from exc
 
     def _encode(self, entry: _Entry) -> object:
         if entry.error is None:
@@ -273,7 +349,13 @@ class _JsonOps(_Ops):
             for i, cls in enumerate(self.errors)
             if isinstance(entry.error, cls)
         )
-        return [None, entry.fresh_until, entry.delta, index, str(entry.error)]
+        args = entry.error.args
+        if not all(
+            isinstance(arg, (str, int, float, bool)) or arg is None
+            for arg in args
+        ):
+            args = (str(entry.error),)
+        return [None, entry.fresh_until, entry.delta, index, list(args)]
 
     def _decode(self, raw: object) -> _Entry | None:
         if not isinstance(raw, list) or len(raw) not in {3, 5}:
@@ -285,10 +367,43 @@ class _JsonOps(_Ops):
             return None
         if len(raw) == 3:
             return _Entry(raw[0], fresh_until, delta)
-        index, message = raw[3], raw[4]
+        index, args = raw[3], raw[4]
         if not isinstance(index, int) or not 0 <= index < len(self.errors):
             return None
-        return _Entry(None, fresh_until, delta, self.errors[index](message))
+        if not isinstance(args, list):
+            args = [args]  # written by 0.1 as the message alone
+        error = _recreate(self.errors[index], args)
+        return (
+            None if error is None else _Entry(None, fresh_until, delta, error)
+        )
+
+
+def _recreate(cls: type[Exception], args: list[object]) -> Exception | None:
+    """Return a *cls* error with *args*, or None (a miss) if impossible.
+
+    The constructor may take other arguments than ``args`` holds (a
+    ``NotFound(sku, reason)`` whose message is built from them); then the
+    instance is made without ``__init__``, with ``args`` set, as `pickle`
+    does.
+    """
+    with contextlib.suppress(Exception):  # its constructor wants other args
+        return cls(*args)
+    try:
+        error = cls.__new__(cls)
+        error.args = tuple(args)
+    except Exception:  # an exotic __new__: a miss, so the loader runs
+        return None
+    return error
+
+
+def _unencodable(entry: _Entry, exc: Exception) -> Exception:
+    """Return *exc* retold for the cached result rather than its envelope."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    culprit = entry.error if entry.error is not None else entry.value
+    return type(exc)(
+        f"cannot store a result of type {type(culprit).__name__} in the "
+        f"shared cache: {cause}; nothing was written"
+    )
 
 
 # ------------------------------------------------------------------- keys
@@ -351,6 +466,118 @@ def _key_builder(
     return lambda args, kwargs: (namespace, user_key(*args, **kwargs))
 
 
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _key_error(
+    key: object,
+    args: tuple[object, ...],
+    kwargs: dict[str, object],
+    *,
+    from_args: bool,
+) -> TypeError:
+    """Return the error for an unhashable key, naming the argument at fault."""
+    if from_args:
+        for index, arg in enumerate(args):
+            if not _hashable(arg):
+                return TypeError(
+                    f"cache keys must be hashable, got positional argument "
+                    f"{index} of type {type(arg).__name__}; pass key= to "
+                    f"cached() to build a hashable key"
+                )
+        for name, arg in kwargs.items():
+            if not _hashable(arg):
+                return TypeError(
+                    f"cache keys must be hashable, got keyword argument "
+                    f"{name!r} of type {type(arg).__name__}; pass key= to "
+                    f"cached() to build a hashable key"
+                )
+    return unhashable(key)
+
+
+# --------------------------------------------------------------- refreshes
+
+#: Worker threads shared by every decorated function's background
+#: refreshes, and how many refreshes may wait for one: a burst of stale
+#: keys must not start a thread each.
+_REFRESH_WORKERS = 4
+_REFRESH_QUEUE = 64
+#: Refresh tasks a coroutine function runs at once.
+_REFRESH_TASKS = 16
+
+
+class _Refresher:
+    """A small pool of daemon threads, started lazily, that run refreshes."""
+
+    __slots__ = ("_lock", "_queue", "_workers")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[Callable[[], None]] = queue.Queue(
+            _REFRESH_QUEUE
+        )
+        self._workers = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"_Refresher(workers={self._workers}, "
+            f"queued={self._queue.qsize()})"
+        )
+
+    def full(self) -> bool:
+        """Return whether a new refresh would be dropped."""
+        return self._queue.full()
+
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue *job*; return False (dropped) if the queue is full."""
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            return False
+        if self._workers < _REFRESH_WORKERS:
+            with self._lock:
+                if self._workers < _REFRESH_WORKERS:
+                    self._workers += 1
+                    threading.Thread(
+                        target=self._run,
+                        name=f"dprims-cache-refresh-{self._workers}",
+                        daemon=True,
+                    ).start()
+        return True
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to *timeout* seconds for every queued refresh to end."""
+        tasks = self._queue
+        with tasks.all_tasks_done:
+            return tasks.all_tasks_done.wait_for(
+                lambda: not tasks.unfinished_tasks, timeout
+            )
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                job()
+            except Exception:  # pragma: no cover -- jobs log their errors
+                _log.exception("cache.refresh_failed")
+            finally:
+                self._queue.task_done()
+
+    def _after_fork(self) -> None:
+        # The child has none of the parent's threads: start afresh.
+        self.__init__()  # type: ignore[misc]  # re-initialise in place
+
+
+_REFRESHER = _Refresher()
+if hasattr(os, "register_at_fork"):  # pragma: no branch -- not on Windows
+    os.register_at_fork(after_in_child=_REFRESHER._after_fork)
+
+
 # ------------------------------------------------------------------ policy
 
 
@@ -359,6 +586,7 @@ class _Core:
 
     __slots__ = (
         "beta",
+        "dropped",
         "flights",
         "func",
         "jitter",
@@ -370,6 +598,7 @@ class _Core:
         "stale_ttl",
         "tasks",
         "ttl",
+        "wait_timeout",
     )
 
     def __init__(
@@ -384,8 +613,10 @@ class _Core:
         beta: float,
         negative_ttl: float | None,
         negative_exceptions: tuple[type[Exception], ...],
+        wait_timeout: float | None,
     ) -> None:
         self.func = func
+        self.wait_timeout = wait_timeout
         self.ops = ops
         self.ttl = ttl
         self.stale_ttl = stale_ttl
@@ -400,6 +631,7 @@ class _Core:
         self.flights: SingleFlight[object] = SingleFlight()
         # Background refresh tasks, held so they are not garbage collected.
         self.tasks: set[asyncio.Task[None]] = set()
+        self.dropped = itertools.count()
 
     def __repr__(self) -> str:
         return f"_Core(func={self.func!r}, ttl={self.ttl})"
@@ -475,11 +707,11 @@ class _Core:
     def lookup(
         self, key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> object:
-        """Answer a call the fast path could not: refresh, stale or load."""
-        try:
-            entry = self.ops.read(key)
-        except TypeError:
-            raise unhashable(key) from None
+        """Answer a call the fast path could not: refresh, stale or load.
+
+        The caller has checked that *key* is hashable.
+        """
+        entry = self.ops.read(key)
         if entry is not None:
             now = self.ops.now()
             if now < entry.fresh_until:
@@ -497,7 +729,7 @@ class _Core:
             if leader:
                 return self.lead(key, args, kwargs, flight, entry, force=False)
             try:
-                return SingleFlight.wait(flight, key)
+                return SingleFlight.wait(flight, key, self.wait_timeout)
             except _Abandoned:
                 continue
 
@@ -533,7 +765,7 @@ class _Core:
         ops = self.ops
         # A load that ended between our read and our flight has stored its
         # entry: answer with it rather than load again.
-        done = ops.peek(key)
+        done = None if stale is _OFFLINE else ops.peek(key)
         if self.superseded(done, stale, ops.now(), force=force):
             return cast("_Entry", done).result()
         started = ops.now()
@@ -544,7 +776,8 @@ class _Core:
             now = ops.now()
             negative = self.error_entry(exc, started, now)
             if negative is not None:
-                self._store(key, flight, *negative)
+                if stale is not _OFFLINE:
+                    self._store(key, flight, *negative)
                 raise
             if stale is not None and self.usable_stale(stale, now):
                 _log.warning(
@@ -554,7 +787,10 @@ class _Core:
                 return stale.value
             raise
         ops.loaded(ok=True)
-        self._store(key, flight, *self.make_entry(value, started, ops.now()))
+        entry, ttl = self.make_entry(value, started, ops.now())
+        # After a failed read, a write would only wait for the same outage.
+        if stale is not _OFFLINE:
+            self._store(key, flight, entry, ttl)
         return value
 
     def _store(
@@ -574,17 +810,24 @@ class _Core:
         kwargs: dict[str, Any],
         stale: _Entry,
     ) -> None:
-        """Start one background refresh of *key* in a thread, if none runs."""
-        flight = self.flights.try_lead(key, None)
-        if flight is None:
-            return
-        thread = threading.Thread(
-            target=self._refresh_thread,
-            args=(key, args, kwargs, flight, stale),
-            name=f"dprims-cache-refresh-{getattr(self.func, '__name__', '?')}",
-            daemon=True,
+        """Queue one background refresh of *key*, if none runs or waits.
+
+        Refreshes run on a small shared pool of worker threads; when the
+        key is already refreshing or the pool's queue is full, the refresh
+        is dropped (and counted): callers keep the stale value meanwhile.
+        """
+        flight = (
+            None if _REFRESHER.full() else self.flights.try_lead(key, None)
         )
-        thread.start()
+        if flight is None:
+            next(self.dropped)
+            return
+        job = functools.partial(
+            self._refresh_thread, key, args, kwargs, flight, stale
+        )
+        if not _REFRESHER.submit(job):
+            next(self.dropped)
+            self.flights.fail(key, flight, _Abandoned())
 
     def _refresh_thread(
         self,
@@ -611,10 +854,7 @@ class _Core:
         self, key: Hashable, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> object:
         """Answer a call of a coroutine function the fast path could not."""
-        try:
-            entry = await self.ops.read_async(key)
-        except TypeError:
-            raise unhashable(key) from None
+        entry = await self.ops.read_async(key)
         if entry is not None:
             now = self.ops.now()
             if now < entry.fresh_until:
@@ -634,7 +874,9 @@ class _Core:
                     key, args, kwargs, flight, entry, force=False
                 )
             try:
-                return await SingleFlight.wait_async(flight, key)
+                return await SingleFlight.wait_async(
+                    flight, key, self.wait_timeout
+                )
             except _Abandoned:
                 continue
 
@@ -670,11 +912,12 @@ class _Core:
         force: bool,
     ) -> object:
         ops = self.ops
-        done = (
-            ops.peek(key)
-            if isinstance(ops, _LocalOps)
-            else await ops.read_async(key)
-        )
+        if stale is _OFFLINE or isinstance(ops, _JsonOps):
+            done = None  # see _JsonOps.peek
+        elif isinstance(ops, _LocalOps):
+            done = ops.peek(key)
+        else:
+            done = await ops.read_async(key)
         if self.superseded(done, stale, ops.now(), force=force):
             return cast("_Entry", done).result()
         started = ops.now()
@@ -685,7 +928,8 @@ class _Core:
             now = ops.now()
             negative = self.error_entry(exc, started, now)
             if negative is not None:
-                await self._store_async(key, flight, *negative)
+                if stale is not _OFFLINE:
+                    await self._store_async(key, flight, *negative)
                 raise
             if stale is not None and self.usable_stale(stale, now):
                 _log.warning(
@@ -695,9 +939,9 @@ class _Core:
                 return stale.value
             raise
         ops.loaded(ok=True)
-        await self._store_async(
-            key, flight, *self.make_entry(value, started, ops.now())
-        )
+        entry, ttl = self.make_entry(value, started, ops.now())
+        if stale is not _OFFLINE:
+            await self._store_async(key, flight, entry, ttl)
         return value
 
     async def _store_async(
@@ -716,9 +960,19 @@ class _Core:
         kwargs: dict[str, Any],
         stale: _Entry,
     ) -> None:
-        """Start one background refresh of *key* as a task, if none runs."""
-        flight = self.flights.try_lead(key, None)
+        """Start one background refresh of *key* as a task, if none runs.
+
+        At most `_REFRESH_TASKS` refresh tasks run at once per function;
+        past that, or when the key is already refreshing, the refresh is
+        dropped (and counted).
+        """
+        flight = (
+            None
+            if len(self.tasks) >= _REFRESH_TASKS
+            else self.flights.try_lead(key, None)
+        )
         if flight is None:
+            next(self.dropped)
             return
         task = asyncio.get_running_loop().create_task(
             self._refresh_task(key, args, kwargs, flight, stale)
@@ -796,6 +1050,7 @@ def cached(
     early_refresh: float = 0.0,
     negative_ttl: float | None = None,
     negative_exceptions: tuple[type[Exception], ...] = (),
+    wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
     clock: Clock = SYSTEM_CLOCK,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """Cache a function's results by its arguments, loading each key once.
@@ -809,8 +1064,11 @@ def cached(
       get its value. If it raises, all of them get the exception and
       nothing is stored.
     - **Stale-while-revalidate**: for *stale_ttl* seconds after a value
-      turns stale, callers get it at once while one background refresh (a
-      thread, or a task for coroutine functions) loads the new one.
+      turns stale, callers get it at once while one background refresh
+      loads the new one. Refreshes run on a small shared pool of worker
+      threads (for coroutine functions, on at most 16 tasks per function);
+      when it is busy a refresh is dropped and counted in
+      ``dropped_refreshes()``, and callers keep the stale value.
     - **Jitter**: each value stays fresh ``ttl * (1 - jitter * U)`` seconds
       with ``U`` uniform in [0, 1), so keys loaded together do not expire
       together; *ttl* stays the upper bound.
@@ -826,6 +1084,19 @@ def cached(
     - **Re-entrancy**: the function may call itself (or other cached
       functions) for other keys; asking for the key it is loading raises
       `ReentrantLoadError` instead of deadlocking.
+    - **Bounded waits**: a caller waiting for another's load waits at most
+      *wait_timeout* seconds, then gets `LoadTimeout`; the load goes on
+      and stays the only one for its key.
+
+    With a shared *cache*, a plain function needs a store with a blocking
+    client and a coroutine function one with an asyncio client (a
+    `TTLCache` serves both). Values come back from a JSON store as JSON
+    gives them: a tuple result is returned as a list, dict keys as str.
+
+    .. warning::
+       ``wait_timeout=None`` waits without bound: a hung loader then hangs
+       every caller of its key, and a loader that waits for its own key
+       through a thread pool or a new task deadlocks.
 
     Keys are the positional arguments plus the sorted keyword arguments
     (``f(1)`` and ``f(x=1)`` are different keys), or what *key* returns
@@ -854,7 +1125,9 @@ def cached(
         cache: a store to share (a `TTLCache`, `RedisCache`,
             `TieredCache`, any `CacheStore`); its entries are namespaced.
         namespace: the key prefix in a shared *cache* (default
-            ``module.qualname`` of the function).
+            ``module.qualname`` of the function). Required with *cache*
+            for lambdas and functions defined inside other functions,
+            whose qualname is not unique.
         stale_ttl: seconds after *ttl* during which the stale value is
             served while it refreshes in the background (0: off).
         stale_if_error: seconds after *ttl* during which a failing load is
@@ -865,6 +1138,12 @@ def cached(
             *negative_exceptions* (None: ``None`` is cached like any value
             and exceptions never are).
         negative_exceptions: exception classes cached for *negative_ttl*.
+            In a JSON store a cached exception keeps its class and
+            ``args``; if its constructor does not take its ``args`` back,
+            it is re-created without calling ``__init__`` (other
+            attributes are lost).
+        wait_timeout: seconds a caller waits for a load in flight in
+            another thread or task (None: no bound).
         clock: the time source of the private cache and of shared stores
             (a `TTLCache` passed as *cache* keeps its own clock).
 
@@ -873,10 +1152,16 @@ def cached(
 
     Raises:
         ValueError: on a bad number: *ttl* <= 0, *maxsize* < 1, *jitter*
-            outside [0, 1), a negative window, *maxsize* together with
-            *cache*, or *negative_exceptions* without *negative_ttl*.
-        TypeError: on an argument of the wrong type; at call time, when
-            the key is not hashable (the message names its type).
+            outside [0, 1), a negative window, *wait_timeout* <= 0,
+            *maxsize* together with *cache*, *negative_exceptions* without
+            *negative_ttl*, or *cache* without *namespace* for a lambda or
+            a nested function.
+        TypeError: on an argument of the wrong type, or a *cache* whose
+            client is asyncio for a plain function (blocking for a
+            coroutine function); at call time, when the key is not
+            hashable (the message names the argument and its type).
+        LoadTimeout: at call time, when a load in flight took over
+            *wait_timeout*.
 
     .. versionadded:: 0.1
     """
@@ -888,6 +1173,7 @@ def cached(
     if negative_ttl is not None:
         negative_ttl = check_ttl("negative_ttl", negative_ttl)
     errors = _check_exceptions(negative_exceptions)
+    wait_timeout = check_wait_timeout(wait_timeout)
     if errors and negative_ttl is None:
         raise ConfigurationError(
             "negative_exceptions needs negative_ttl: how long to cache them"
@@ -923,14 +1209,17 @@ def cached(
     else:
         ops = _Ops(store, clock)
 
+    is_async_store = _is_async_store(store)
+
     def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+        is_coroutine = inspect.iscoroutinefunction(func)
+        _check_mode(store, is_async_store, is_coroutine=is_coroutine)
         prefix = None
         if cache is not None or str_keys:
             prefix = (
                 namespace
                 if namespace is not None
-                else f"{func.__module__}."
-                f"{getattr(func, '__qualname__', type(func).__qualname__)}"
+                else _default_namespace(func)
             )
         make_key = _key_builder(key, prefix, str_keys=str_keys)
         core = _Core(
@@ -943,28 +1232,97 @@ def cached(
             beta=beta,
             negative_ttl=negative_ttl,
             negative_exceptions=errors,
+            wait_timeout=wait_timeout,
         )
-        if inspect.iscoroutinefunction(func):
-            wrapper = _async_wrapper(core, make_key)
+        checked_key = _checked(make_key, str_keys=str_keys, user_key=key)
+        if is_coroutine:
+            wrapper = _async_wrapper(core, make_key, checked_key)
         else:
-            wrapper = _sync_wrapper(core, make_key)
+            wrapper = _sync_wrapper(core, make_key, checked_key)
         functools.update_wrapper(wrapper, func)
-        _attach(wrapper, core, make_key, store)
+        _attach(wrapper, core, checked_key, store, is_async_store)
         return cast("CachedFunction[P, R]", wrapper)
 
     return decorate
 
 
+def _default_namespace(func: Callable[..., Any]) -> str:
+    qualname = getattr(func, "__qualname__", type(func).__qualname__)
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise ConfigurationError(
+            f"namespace= is required to share cache= with {qualname!r}: "
+            f"the default namespace, module.qualname, is the same for "
+            f"every lambda (or every function a factory makes) in "
+            f"{func.__module__}, so their results would be mixed up; pass "
+            f"a namespace unique to this function"
+        )
+    return f"{func.__module__}.{qualname}"
+
+
+def _is_async_store(store: object) -> bool | None:
+    """Return whether *store* needs asyncio (None: it serves both)."""
+    remote = store
+    if not hasattr(store, "_is_async"):
+        # A TieredCache talks through its RedisCache.
+        remote = getattr(store, "remote", store)
+    flag = getattr(remote, "_is_async", None)
+    return flag if isinstance(flag, bool) else None
+
+
+def _check_mode(
+    store: object, is_async_store: bool | None, *, is_coroutine: bool
+) -> None:
+    if is_async_store is None or is_async_store == is_coroutine:
+        return
+    if is_async_store:
+        raise TypeError(
+            f"cache={type(store).__name__} has an asyncio Redis client, "
+            f"which a plain function cannot use: decorate an async def "
+            f"function, or build the store on a blocking client"
+        )
+    raise TypeError(
+        f"cache={type(store).__name__} has a blocking Redis client, which "
+        f"would block the event loop of a coroutine function: build the "
+        f"store on a redis.asyncio client"
+    )
+
+
+def _checked(
+    make_key: _KeyMaker,
+    *,
+    str_keys: bool,
+    user_key: Callable[..., Hashable] | None,
+) -> _KeyMaker:
+    """Return *make_key* plus a check that the key is hashable."""
+    if str_keys:
+        return make_key  # a str, or a TypeError from the JSON encoding
+
+    def checked(
+        args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> Hashable:
+        key = make_key(args, kwargs)
+        try:
+            hash(key)
+        except TypeError:
+            raise _key_error(
+                key, args, kwargs, from_args=user_key is None
+            ) from None
+        return key
+
+    return checked
+
+
 def _sync_wrapper(
     core: _Core,
-    make_key: Callable[[tuple[object, ...], dict[str, object]], Hashable],
+    make_key: _KeyMaker,
+    checked_key: _KeyMaker,
 ) -> Callable[..., Any]:
     lookup = core.lookup
     if not isinstance(core.ops, _LocalOps) or core.beta:
         # Nothing to gain from a fast path: the store does the I/O, or
         # every fresh hit must roll the early-refresh dice.
         def plain(*args: Any, **kwargs: Any) -> Any:
-            return lookup(make_key(args, kwargs), args, kwargs)
+            return lookup(checked_key(args, kwargs), args, kwargs)
 
         return plain
 
@@ -978,7 +1336,8 @@ def _sync_wrapper(
         try:
             item = data_get(key)
         except TypeError:
-            raise unhashable(key) from None
+            checked_key(args, kwargs)  # raises, naming the argument
+            raise  # pragma: no cover -- checked_key raised already
         if item is not None:
             entry = item[0]
             if timer() < entry.fresh_until and entry.error is None:
@@ -991,13 +1350,14 @@ def _sync_wrapper(
 
 def _async_wrapper(
     core: _Core,
-    make_key: Callable[[tuple[object, ...], dict[str, object]], Hashable],
+    make_key: _KeyMaker,
+    checked_key: _KeyMaker,
 ) -> Callable[..., Any]:
     lookup = core.lookup_async
     if not isinstance(core.ops, _LocalOps) or core.beta:
 
         async def plain(*args: Any, **kwargs: Any) -> Any:
-            return await lookup(make_key(args, kwargs), args, kwargs)
+            return await lookup(checked_key(args, kwargs), args, kwargs)
 
         return plain
 
@@ -1011,7 +1371,8 @@ def _async_wrapper(
         try:
             item = data_get(key)
         except TypeError:
-            raise unhashable(key) from None
+            checked_key(args, kwargs)  # raises, naming the argument
+            raise  # pragma: no cover -- checked_key raised already
         if item is not None:
             entry = item[0]
             if timer() < entry.fresh_until and entry.error is None:
@@ -1025,35 +1386,50 @@ def _async_wrapper(
 def _attach(
     wrapper: Callable[..., Any],
     core: _Core,
-    make_key: Callable[[tuple[object, ...], dict[str, object]], Hashable],
+    checked_key: _KeyMaker,
     store: CacheStore[Any, Any],
+    is_async_store: bool | None,
 ) -> None:
     """Give *wrapper* its cache controls."""
 
+    def refuse(method: str, *, is_async: bool) -> None:
+        if is_async_store is not None and is_async_store != is_async:
+            kind = "an asyncio" if is_async_store else "a blocking"
+            other = method if is_async_store else method[: -len("_async")]
+            raise TypeError(
+                f"cache={type(store).__name__} has {kind} Redis client; "
+                f"call {other}{'_async' if is_async_store else ''}() instead"
+            )
+
     def invalidate(*args: Any, **kwargs: Any) -> bool:
-        key = make_key(args, kwargs)
+        refuse("invalidate", is_async=False)
+        key = checked_key(args, kwargs)
         core.flights.discard(key)
-        try:
-            return core.ops.delete(key)
-        except TypeError:
-            raise unhashable(key) from None
+        return core.ops.delete(key)
 
     async def invalidate_async(*args: Any, **kwargs: Any) -> bool:
-        key = make_key(args, kwargs)
+        refuse("invalidate_async", is_async=True)
+        key = checked_key(args, kwargs)
         core.flights.discard(key)
         return await core.ops.delete_async(key)
 
     def cache_clear() -> None:
+        refuse("cache_clear", is_async=False)
         core.flights.discard()
         core.ops.clear()
 
     async def cache_clear_async() -> None:
+        refuse("cache_clear_async", is_async=True)
         core.flights.discard()
         await core.ops.clear_async()
+
+    def dropped_refreshes() -> int:
+        return _peek(core.dropped)
 
     controls = wrapper  # a function object takes attributes
     controls.invalidate = invalidate  # type: ignore[attr-defined]  # see CachedFunction
     controls.invalidate_async = invalidate_async  # type: ignore[attr-defined]  # see CachedFunction
     controls.cache_clear = cache_clear  # type: ignore[attr-defined]  # see CachedFunction
     controls.cache_clear_async = cache_clear_async  # type: ignore[attr-defined]  # see CachedFunction
+    controls.dropped_refreshes = dropped_refreshes  # type: ignore[attr-defined]  # see CachedFunction
     controls.cache = store  # type: ignore[attr-defined]  # see CachedFunction

@@ -11,16 +11,23 @@ wait-for graph (who waits on whose flight); if the walk comes back to the
 caller, the wait could never end, and `ReentrantLoadError` is raised
 instead (cachebox#54 is the one-step case: a loader asking for its own
 key).
+
+Some waits the graph cannot see: a loader that hands its own key to a
+thread pool or to a new task and waits for that, or a loader that hangs.
+Every wait is therefore bounded by a timeout as well (60 s by default);
+when it passes, the waiter gets `LoadTimeout` and the flight stays in
+place, so a hung backend is not hit again by every waiter.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from dprims.errors import DprimsError
+from dprims.errors import ConfigurationError, DprimsError
 
 
 if TYPE_CHECKING:
@@ -46,6 +53,50 @@ class ReentrantLoadError(DprimsError, RuntimeError):
 
     .. versionadded:: 0.1
     """
+
+
+class LoadTimeout(DprimsError, TimeoutError):
+    """Raised when waiting for another caller's load takes too long.
+
+    Single-flight makes concurrent misses of a key wait for the one loader
+    call in flight. If that call does not end within *wait_timeout*
+    seconds (a hung backend, or a loader that waits, through a thread
+    pool or a new task, for its own key), the waiter gets this error. The
+    load itself goes on and stays the key's only flight, so a hung backend
+    is not hit again by every waiter.
+
+    .. versionadded:: 0.1
+    """
+
+
+#: The default bound on waiting for another caller's load, in seconds:
+#: generous, since loads may be slow, but never a hang.
+DEFAULT_WAIT_TIMEOUT = 60.0
+
+
+def check_wait_timeout(value: float | None) -> float | None:
+    """Return *value* as a float (None stays None), or raise if invalid."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"wait_timeout must be a number of seconds or None, got "
+            f"{type(value).__name__}"
+        )
+    if not 0 < value < math.inf:
+        raise ConfigurationError(
+            f"wait_timeout must be a finite number of seconds > 0 (or None "
+            f"for no bound), got {value!r}"
+        )
+    return float(value)
+
+
+def _timed_out(key: Hashable, timeout: float | None) -> LoadTimeout:
+    return LoadTimeout(
+        f"waited {timeout} s for the load of key {key!r} in flight in "
+        f"another thread or task; it is still running (a hung loader, or "
+        f"one waiting for its own key through a pool or a new task)"
+    )
 
 
 class _Abandoned(Exception):
@@ -183,11 +234,16 @@ class SingleFlight(Generic[V]):
                     current.discarded = True
 
     @staticmethod
-    def wait(flight: _Flight[V], key: Hashable) -> V:
+    def wait(
+        flight: _Flight[V],
+        key: Hashable,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    ) -> V:
         """Block until *flight* ends; return its value or raise its error.
 
         Raises:
             ReentrantLoadError: if waiting would deadlock.
+            LoadTimeout: if *flight* did not end within *timeout* seconds.
             _Abandoned: if the owner was interrupted (the caller retries).
         """
         owner = flight.owner
@@ -202,16 +258,34 @@ class SingleFlight(Generic[V]):
         me = threading.get_ident()
         _enter_wait(me, flight, key)
         try:
-            return flight.future.result()
+            return flight.future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            if flight.future.done():
+                # The loader's own TimeoutError, or an end just in time.
+                return flight.future.result()
+            raise _timed_out(key, timeout) from None
         finally:
             _exit_wait(me)
 
     @staticmethod
-    async def wait_async(flight: _Flight[V], key: Hashable) -> V:
+    async def wait_async(
+        flight: _Flight[V],
+        key: Hashable,
+        timeout: float | None = DEFAULT_WAIT_TIMEOUT,
+    ) -> V:
         """Await the end of *flight*; the asyncio twin of `wait`."""
         me = current_owner()
         _enter_wait(me, flight, key)
         try:
-            return await asyncio.wrap_future(flight.future)
+            # The flight's future is running, so the cancellation that
+            # wait_for sends on timeout never reaches the load.
+            return await asyncio.wait_for(
+                asyncio.wrap_future(flight.future), timeout
+            )
+        # Distinct classes before Python 3.11.
+        except (TimeoutError, asyncio.TimeoutError):
+            if flight.future.done():
+                return flight.future.result()
+            raise _timed_out(key, timeout) from None
         finally:
             _exit_wait(me)

@@ -30,7 +30,13 @@ import cachetools
 
 from dprims._clock import SYSTEM_CLOCK, Clock
 from dprims.cache._base import CacheStats
-from dprims.cache._flight import SingleFlight, _Abandoned, current_owner
+from dprims.cache._flight import (
+    DEFAULT_WAIT_TIMEOUT,
+    SingleFlight,
+    _Abandoned,
+    check_wait_timeout,
+    current_owner,
+)
 from dprims.errors import ConfigurationError
 
 
@@ -212,8 +218,8 @@ class TTLCache(Generic[K, V]):
         )
         self._lock = threading.Lock()
         self._flights: SingleFlight[V] = SingleFlight()
-        # itertools.count increments in C: exact under the GIL without a
-        # lock, so counting costs the hit path almost nothing.
+        # itertools.count increments in C, atomically (also on free-threaded
+        # builds) and without a lock: counting costs the hit path nothing.
         self._hits = itertools.count()
         self._misses = itertools.count()
         self._loads = itertools.count()
@@ -244,8 +250,10 @@ class TTLCache(Generic[K, V]):
     def stats(self) -> CacheStats:
         """A snapshot of the counters (see `CacheStats`).
 
-        Counts are exact under the GIL; on free-threaded builds concurrent
-        increments may rarely be lost (the cache itself stays correct).
+        Each counter is exact (``itertools.count`` increments atomically,
+        on free-threaded builds too), but the counters are not read as one
+        snapshot: a lookup that runs while this property is read may show
+        in one counter and not yet in another.
         """
         return CacheStats(
             hits=_peek(self._hits),
@@ -345,19 +353,34 @@ class TTLCache(Generic[K, V]):
         loader: Callable[[], V],
         *,
         ttl: float | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
     ) -> V:
         """Return the value for *key*, calling *loader* once on a miss.
 
         Single-flight: concurrent misses of *key* call *loader* once, in the
         first thread; the others wait and get its value. If *loader*
-        raises, every waiter gets the exception and nothing is stored.
+        raises, every waiter gets the exception and nothing is stored. A
+        waiter waits at most *wait_timeout* seconds.
+
+        .. warning::
+           ``wait_timeout=None`` waits without bound: a hung loader then
+           hangs every caller of its key.
+
+        Args:
+            key: the key (hashable).
+            loader: called without arguments on a miss.
+            ttl: seconds the loaded value lives (None: the default).
+            wait_timeout: seconds a waiter waits for another caller's load
+                (None: no bound).
 
         Raises:
             ReentrantLoadError: if *loader* needs *key* itself (directly or
                 through a cycle of loads).
+            LoadTimeout: if the load in flight took over *wait_timeout*.
             TypeError: if *key* is not hashable.
         """
         seconds = self._ttl if ttl is None else check_ttl("ttl", ttl)
+        wait_timeout = check_wait_timeout(wait_timeout)
         while True:
             item = self._hit(key)
             if item is not None:
@@ -365,7 +388,7 @@ class TTLCache(Generic[K, V]):
             flight, leader = self._flights.join(key, threading.get_ident())
             if not leader:
                 try:
-                    return SingleFlight.wait(flight, key)
+                    return SingleFlight.wait(flight, key, wait_timeout)
                 except _Abandoned:
                     continue
             try:
@@ -391,17 +414,21 @@ class TTLCache(Generic[K, V]):
         loader: Callable[[], Awaitable[V]],
         *,
         ttl: float | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
     ) -> V:
         """Return the value for *key*, awaiting *loader* once on a miss.
 
         The asyncio twin of `get_or_load`: concurrent tasks (and threads)
-        missing *key* share one loader call.
+        missing *key* share one loader call; a waiter waits at most
+        *wait_timeout* seconds (None: no bound, see `get_or_load`).
 
         Raises:
             ReentrantLoadError: if *loader* needs *key* itself.
+            LoadTimeout: if the load in flight took over *wait_timeout*.
             TypeError: if *key* is not hashable.
         """
         seconds = self._ttl if ttl is None else check_ttl("ttl", ttl)
+        wait_timeout = check_wait_timeout(wait_timeout)
         while True:
             item = self._hit(key)
             if item is not None:
@@ -409,7 +436,9 @@ class TTLCache(Generic[K, V]):
             flight, leader = self._flights.join(key, current_owner())
             if not leader:
                 try:
-                    return await SingleFlight.wait_async(flight, key)
+                    return await SingleFlight.wait_async(
+                        flight, key, wait_timeout
+                    )
                 except _Abandoned:
                     continue
             try:

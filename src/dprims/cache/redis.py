@@ -12,7 +12,10 @@ default, `RedisCache.get_or_load` calls the loader) and writes are dropped;
 neither raises. Each failure increments `RedisCache.read_errors` or
 `RedisCache.write_errors` and is logged on the ``dprims.cache.redis``
 logger: a WARNING for the first failure after a success, DEBUG for the
-following ones, and an INFO line once Redis answers again.
+following ones, and an INFO line once Redis answers again. After a
+connection failure or a timeout, the cache does not call Redis at all for
+*retry_after* seconds (the circuit is open): calls answer at once as if
+Redis had failed, and are counted in `RedisCache.skipped`.
 
 Status: provisional.
 """
@@ -27,6 +30,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from dprims._clock import SYSTEM_CLOCK, Clock
 from dprims._redis import (
     LuaScript,
     check_prefix,
@@ -35,15 +39,22 @@ from dprims._redis import (
     redis_errors,
     tagged_key,
 )
-from dprims.cache._base import CacheStats
+from dprims.cache._base import STORE_DOWN, CacheStats
 from dprims.cache._flight import (
+    DEFAULT_WAIT_TIMEOUT,
     SingleFlight,
     _Abandoned,
     _Flight,
+    check_wait_timeout,
     current_owner,
 )
 from dprims.cache._serializers import JSONSerializer, Serializer
-from dprims.errors import BackendError, ConfigurationError, _missing_extra
+from dprims.errors import (
+    BackendError,
+    BackendTimeout,
+    ConfigurationError,
+    _missing_extra,
+)
 
 
 try:
@@ -66,7 +77,7 @@ V = TypeVar("V")
 _MISSING: Any = object()
 # What a read returns when Redis failed: a miss that must not be written
 # back, since the write would only wait for the same timeout again.
-_DOWN: Any = object()
+_DOWN: Any = STORE_DOWN
 _STORE_RELEASE = LuaScript.from_package(
     "dprims.cache._lua", "store_release.lua"
 )
@@ -99,6 +110,24 @@ def _socket_timeout(client: Any) -> object:
     # Every redis-py client, blocking or asyncio, standalone or Cluster,
     # exposes the keyword arguments its connections are built with.
     return client.get_connection_kwargs().get("socket_timeout")
+
+
+def _retries(client: Any) -> int | None:
+    """Return how many times *client* retries a failed command, if known."""
+    get_retry = getattr(client, "get_retry", None)
+    retry = get_retry() if callable(get_retry) else None
+    if retry is None:
+        retry = getattr(client, "retry", None)
+    count = getattr(retry, "_retries", None)
+    return count if isinstance(count, int) else None
+
+
+def _is_outage(exc: BackendError) -> bool:
+    """Return whether *exc* means Redis is unreachable or stalled."""
+    cause = exc.__cause__
+    return isinstance(exc, BackendTimeout) or isinstance(
+        cause, (redis.exceptions.ConnectionError, OSError)
+    )
 
 
 def _as_bytes(raw: bytes | str) -> bytes:
@@ -154,8 +183,9 @@ class RedisCache:
     used unless you plug it in yourself).
 
     `get_or_load` is single-flight within the process: concurrent misses of
-    one key call the loader once. With *single_flight*, it is single-flight
-    across processes too: the first process to miss takes a short lease
+    one key call the loader once. With *single_flight*, `get_or_load` (not
+    `cached`, which uses only `get` and `set`) is single-flight across
+    processes too: the first process to miss takes a short lease
     (``<key>:lease``, set with NX and PX by a script that first checks
     that the value did not arrive meanwhile) and loads; the others poll for
     the value for up to *lease_wait* seconds, take over the lease if its
@@ -185,6 +215,14 @@ class RedisCache:
             before loading itself; defaults to *lease_ttl*.
         poll_interval: how often a waiting process looks for the value, in
             seconds.
+        retry_after: after a connection failure or a timeout, how long
+            the cache skips Redis, in seconds (0: never skip); calls then
+            fail over at once instead of each waiting for the timeout.
+        clock: the time source of *retry_after* (monotonic seconds).
+
+    A warning is logged if *client* retries a failed command more than
+    once: each call could then wait several socket timeouts. Build it with
+    ``retry=Retry(NoBackoff(), 1)`` (see the caching guide).
 
     Raises:
         TypeError: if *client* is not a redis-py client or an argument has
@@ -198,17 +236,21 @@ class RedisCache:
 
     __slots__ = (
         "_client",
+        "_clock",
         "_flights",
         "_healthy",
         "_is_async",
         "_lease_ms",
         "_lock",
+        "_open_until",
         "_poll_interval",
         "_polls",
         "_prefix",
         "_read_errors",
+        "_retry_after",
         "_serializer",
         "_single_flight",
+        "_skipped",
         "_stats",
         "_ttl",
         "_write_errors",
@@ -225,6 +267,8 @@ class RedisCache:
         lease_ttl: float = 10.0,
         lease_wait: float | None = None,
         poll_interval: float = 0.05,
+        retry_after: float = 1.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._is_async = is_async_client(client)
         if not self._is_async and not isinstance(
@@ -265,6 +309,28 @@ class RedisCache:
         self._read_errors = 0
         self._write_errors = 0
         self._healthy = True
+        self._retry_after = (
+            0.0
+            if retry_after == 0 and not isinstance(retry_after, bool)
+            else _check_seconds(retry_after, "retry_after")
+        )
+        self._clock = clock
+        self._open_until = -math.inf
+        self._skipped = 0
+        retries = _retries(client)
+        if retries is not None and retries > 1:
+            logger.warning(
+                "the redis client of cache %r retries a failed command %d "
+                "times, so a stalled server makes a cache call wait that "
+                "many socket timeouts; build it with "
+                "retry=Retry(NoBackoff(), 1)",
+                self._prefix,
+                retries,
+                extra={
+                    "event": "cache.redis.many_retries",
+                    "prefix": self._prefix,
+                },
+            )
 
     # ------------------------------------------------------------ properties
 
@@ -311,6 +377,15 @@ class RedisCache:
         """How many writes failed because of Redis and were dropped."""
         return self._write_errors
 
+    @property
+    def skipped(self) -> int:
+        """How many calls skipped Redis while the circuit was open.
+
+        After a connection failure or a timeout, Redis is not called for
+        *retry_after* seconds; reads act as misses, writes are dropped.
+        """
+        return self._skipped
+
     def redis_key(self, key: str) -> str:
         """Return the Redis key that stores *key* (for inspection).
 
@@ -325,6 +400,18 @@ class RedisCache:
         with self._lock:
             self._stats[index] += 1
 
+    def _count_load(self, ok: bool) -> None:
+        """Count a load that `cached` ran through this store."""
+        self._count(2 if ok else 3)
+
+    def _skip(self) -> bool:
+        """Return whether the circuit is open (and count the skipped call)."""
+        if self._clock.monotonic() < self._open_until:
+            with self._lock:
+                self._skipped += 1
+            return True
+        return False
+
     def _failed(
         self,
         operation: str,
@@ -333,6 +420,7 @@ class RedisCache:
         *,
         write: bool,
     ) -> None:
+        opens = self._retry_after > 0 and _is_outage(exc)
         with self._lock:
             if write:
                 self._write_errors += 1
@@ -340,11 +428,18 @@ class RedisCache:
                 self._read_errors += 1
             first = self._healthy
             self._healthy = False
+            if opens:
+                self._open_until = self._clock.monotonic() + self._retry_after
         consequence = (
             "the write was dropped"
             if write
             else "treated as a miss (loader or default used)"
         )
+        if opens:
+            consequence += (
+                f"; Redis is skipped for {self._retry_after} s after each "
+                f"connection failure or timeout"
+            )
         logger.log(
             logging.WARNING if first else logging.DEBUG,
             "redis cache %s failed, %s: %s",
@@ -435,7 +530,25 @@ class RedisCache:
         self._lookup_counted(value)
         return default if value is _MISSING or value is _DOWN else value
 
+    def _get_or_down(self, key: str) -> object:
+        """Return the value, None for a miss, or STORE_DOWN (for `cached`)."""
+        self._check_sync("get")
+        value = self._read(key, tagged_key(self._prefix, key), "get")
+        self._lookup_counted(value)
+        return None if value is _MISSING else value
+
+    async def _get_or_down_async(self, key: str) -> object:
+        """The asyncio twin of `_get_or_down`."""
+        self._check_async("get")
+        value = await self._read_async(
+            key, tagged_key(self._prefix, key), "get"
+        )
+        self._lookup_counted(value)
+        return None if value is _MISSING else value
+
     def _read(self, key: str, rkey: str, operation: str) -> object:
+        if self._skip():
+            return _DOWN
         try:
             with redis_errors("GET"):
                 raw = self._client.get(rkey)
@@ -471,6 +584,8 @@ class RedisCache:
         return self._write(key, rkey, data, ttl_ms)
 
     def _write(self, key: str, rkey: str, data: bytes, ttl_ms: int) -> bool:
+        if self._skip():
+            return False
         try:
             with redis_errors("SET"):
                 self._client.set(rkey, data, px=ttl_ms)
@@ -492,6 +607,8 @@ class RedisCache:
         self._check_sync("delete")
         rkey = tagged_key(self._prefix, key)
         self._flights.discard(rkey)
+        if self._skip():
+            return False
         try:
             with redis_errors("DEL"):
                 removed = self._client.delete(rkey)
@@ -514,6 +631,8 @@ class RedisCache:
         """
         self._check_sync("clear")
         self._flights.discard()
+        if self._skip():
+            return
         try:
             with redis_errors("SCAN/DEL clear"):
                 batch: list[Any] = []
@@ -537,7 +656,7 @@ class RedisCache:
         Returns False if *key* is not a str or Redis fails.
         """
         self._check_sync("contains")
-        if not isinstance(key, str):
+        if not isinstance(key, str) or self._skip():
             return False
         try:
             with redis_errors("EXISTS"):
@@ -554,6 +673,7 @@ class RedisCache:
         loader: Callable[[], V],
         *,
         ttl: float | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
     ) -> V:
         """Return the value for *key*, calling *loader* once on a miss.
 
@@ -565,9 +685,15 @@ class RedisCache:
         called and its value returned without being stored.
 
         Most callers want this method (or `cached`) rather than `get` and
-        `set`.
+        `set`. A caller waiting for a load of this process waits at most
+        *wait_timeout* seconds.
+
+        .. warning::
+           ``wait_timeout=None`` waits without bound: a hung loader then
+           hangs every caller of its key.
 
         Raises:
+            LoadTimeout: if a load in flight took over *wait_timeout*.
             TypeError: if *key* is not a str, the client is asyncio, or the
                 serializer cannot encode the loaded value.
             ReentrantLoadError: if *loader* needs *key* itself (directly or
@@ -577,6 +703,7 @@ class RedisCache:
         self._check_sync("get_or_load")
         rkey = tagged_key(self._prefix, key)
         ttl_ms = self._ttl_ms(ttl)
+        wait_timeout = check_wait_timeout(wait_timeout)
         while True:
             value = self._read(key, rkey, "get_or_load")
             self._lookup_counted(value)
@@ -585,7 +712,9 @@ class RedisCache:
             flight, leader = self._flights.join(rkey, current_owner())
             if not leader:
                 try:
-                    return cast("V", SingleFlight.wait(flight, key))
+                    return cast(
+                        "V", SingleFlight.wait(flight, key, wait_timeout)
+                    )
                 except _Abandoned:
                     continue
             try:
@@ -608,7 +737,7 @@ class RedisCache:
         return value, self._serializer.dumps(value)
 
     def _load(self, job: _Job, loader: Callable[[], V]) -> V:
-        if job.offline:
+        if job.offline or self._skip():
             return self._call_loader(loader)[0]
         if not self._single_flight:
             value, data = self._call_loader(loader)
@@ -668,6 +797,8 @@ class RedisCache:
             self._write(job.key, job.rkey, data, job.ttl_ms)
 
     def _release(self, job: _Job, data: bytes | None) -> None:
+        if self._skip():
+            return  # the lease expires on its own
         try:
             if data is None or job.flight.discarded:
                 _RELEASE(self._client, [job.lease], [job.token])
@@ -699,6 +830,8 @@ class RedisCache:
         return default if value is _MISSING or value is _DOWN else value
 
     async def _read_async(self, key: str, rkey: str, operation: str) -> object:
+        if self._skip():
+            return _DOWN
         try:
             with redis_errors("GET"):
                 raw = await self._client.get(rkey)
@@ -736,6 +869,8 @@ class RedisCache:
     async def _write_async(
         self, key: str, rkey: str, data: bytes, ttl_ms: int
     ) -> bool:
+        if self._skip():
+            return False
         try:
             with redis_errors("SET"):
                 await self._client.set(rkey, data, px=ttl_ms)
@@ -756,6 +891,8 @@ class RedisCache:
         self._check_async("delete")
         rkey = tagged_key(self._prefix, key)
         self._flights.discard(rkey)
+        if self._skip():
+            return False
         try:
             with redis_errors("DEL"):
                 removed = await self._client.delete(rkey)
@@ -775,6 +912,8 @@ class RedisCache:
         """
         self._check_async("clear")
         self._flights.discard()
+        if self._skip():
+            return
         try:
             with redis_errors("SCAN/DEL clear"):
                 batch: list[Any] = []
@@ -801,7 +940,7 @@ class RedisCache:
             TypeError: if the client is blocking.
         """
         self._check_async("contains")
-        if not isinstance(key, str):
+        if not isinstance(key, str) or self._skip():
             return False
         try:
             with redis_errors("EXISTS"):
@@ -820,6 +959,7 @@ class RedisCache:
         loader: Callable[[], Awaitable[V]],
         *,
         ttl: float | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
     ) -> V:
         """Return the value for *key*, awaiting *loader* once on a miss.
 
@@ -831,11 +971,13 @@ class RedisCache:
             TypeError: if *key* is not a str, the client is blocking, or the
                 serializer cannot encode the loaded value.
             ReentrantLoadError: if *loader* needs *key* itself.
+            LoadTimeout: if a load in flight took over *wait_timeout*.
             Exception: whatever *loader* raises.
         """
         self._check_async("get_or_load")
         rkey = tagged_key(self._prefix, key)
         ttl_ms = self._ttl_ms(ttl)
+        wait_timeout = check_wait_timeout(wait_timeout)
         while True:
             value = await self._read_async(key, rkey, "get_or_load")
             self._lookup_counted(value)
@@ -845,7 +987,10 @@ class RedisCache:
             if not leader:
                 try:
                     return cast(
-                        "V", await SingleFlight.wait_async(flight, key)
+                        "V",
+                        await SingleFlight.wait_async(
+                            flight, key, wait_timeout
+                        ),
                     )
                 except _Abandoned:
                     continue
@@ -873,7 +1018,7 @@ class RedisCache:
     async def _load_async(
         self, job: _Job, loader: Callable[[], Awaitable[V]]
     ) -> V:
-        if job.offline:
+        if job.offline or self._skip():
             return (await self._call_loader_async(loader))[0]
         if not self._single_flight:
             value, data = await self._call_loader_async(loader)
@@ -931,6 +1076,8 @@ class RedisCache:
             await self._write_async(job.key, job.rkey, data, job.ttl_ms)
 
     async def _release_async(self, job: _Job, data: bytes | None) -> None:
+        if self._skip():
+            return
         try:
             if data is None or job.flight.discarded:
                 await _RELEASE.run_async(

@@ -34,7 +34,8 @@ import threading
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from dprims._redis import redis_errors
-from dprims.cache._base import CacheStats
+from dprims.cache._base import STORE_DOWN, CacheStats
+from dprims.cache._flight import DEFAULT_WAIT_TIMEOUT
 from dprims.cache.redis import RedisCache
 from dprims.errors import BackendError
 
@@ -238,10 +239,16 @@ class TieredCache:
             else:
                 self._local.delete(key)
 
-    def _fill(self, key: str, value: object, generation: int) -> None:
+    def _fill(
+        self,
+        key: str,
+        value: object,
+        generation: int,
+        ttl: float | None = None,
+    ) -> None:
         with self._lock:
             if generation == self._generation:
-                self._local.set(key, value)
+                self._local.set(key, value, self._local_ttl(ttl))
 
     def _on_subscribed(self) -> None:
         with self._lock:
@@ -343,6 +350,38 @@ class TieredCache:
         with self._lock:
             self._stats[index] += 1
 
+    def _count_load(self, ok: bool) -> None:
+        """Count a load that `cached` ran through this store."""
+        self._count(2 if ok else 3)
+
+    def _get_or_down(self, key: str) -> object:
+        """Return the value, None for a miss, or STORE_DOWN (for `cached`)."""
+        self._remote._check_sync("get")
+        value = self._local.get(key, _MISSING)
+        if value is _MISSING:
+            generation = self._generation
+            value = self._remote._get_or_down(key)
+            if value is None or value is STORE_DOWN:
+                self._count(1)
+                return value
+            self._fill(key, value, generation)
+        self._count(0)
+        return value
+
+    async def _get_or_down_async(self, key: str) -> object:
+        """The asyncio twin of `_get_or_down`."""
+        await self.start_async()
+        value = self._local.get(key, _MISSING)
+        if value is _MISSING:
+            generation = self._generation
+            value = await self._remote._get_or_down_async(key)
+            if value is None or value is STORE_DOWN:
+                self._count(1)
+                return value
+            self._fill(key, value, generation)
+        self._count(0)
+        return value
+
     def _local_ttl(self, ttl: float | None) -> float | None:
         # A local copy must not outlive a shorter per-call remote TTL, nor
         # live longer than the local store's own (short) default.
@@ -431,11 +470,13 @@ class TieredCache:
         loader: Callable[[], V],
         *,
         ttl: float | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
     ) -> V:
         """Return the value for *key*, calling *loader* once on a miss.
 
         Looks in memory, then in Redis (see `RedisCache.get_or_load` for
-        single-flight and failure behaviour), and keeps a local copy.
+        single-flight, *wait_timeout* and failure behaviour), and keeps a
+        local copy, for no longer than *ttl* if one is given.
 
         Raises:
             TypeError: if *key* is not a str or the loaded value cannot be
@@ -463,10 +504,12 @@ class TieredCache:
 
         generation = self._generation
         try:
-            result = self._remote.get_or_load(key, counted, ttl=ttl)
+            result = self._remote.get_or_load(
+                key, counted, ttl=ttl, wait_timeout=wait_timeout
+            )
         finally:
             self._count(1 if loaded else 0)
-        self._fill(key, result, generation)
+        self._fill(key, result, generation, ttl)
         return result
 
     # -------------------------------------------------------- asyncio API
@@ -600,6 +643,7 @@ class TieredCache:
         loader: Callable[[], Awaitable[V]],
         *,
         ttl: float | None = None,
+        wait_timeout: float | None = DEFAULT_WAIT_TIMEOUT,
     ) -> V:
         """Return the value for *key*, awaiting *loader* once on a miss.
 
@@ -632,11 +676,11 @@ class TieredCache:
         generation = self._generation
         try:
             result = await self._remote.get_or_load_async(
-                key, counted, ttl=ttl
+                key, counted, ttl=ttl, wait_timeout=wait_timeout
             )
         finally:
             self._count(1 if loaded else 0)
-        self._fill(key, result, generation)
+        self._fill(key, result, generation, ttl)
         return result
 
     # ------------------------------------------------------------ life cycle

@@ -10,7 +10,8 @@ Conventions every benchmark module follows:
   skip, never a silent pass.
 
 At the end of the run a table prints, per group, each benchmark's operations
-per second and its speed relative to every other entry of the same run:
+per second (from the median round) and its speed relative to every other
+entry of the same run:
 ``x floor`` and ``x best peer`` (above 1.0 means faster than that entry).
 """
 
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 
 
 def _ops(bench: Any) -> float:
-    mean = bench.stats.mean
-    return 1.0 / mean if mean else float("inf")
+    # The median, not the mean: on a shared machine a few rounds stalled by
+    # other jobs drag the mean far more than they move the median.
+    median = bench.stats.median
+    return 1.0 / median if median else float("inf")
 
 
 def pytest_terminal_summary(

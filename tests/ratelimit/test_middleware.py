@@ -13,7 +13,13 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 
 from dprims.errors import RateLimitExceeded
-from dprims.ratelimit import ConcurrencyLimiter, FixedWindow, TokenBucket
+from dprims.ratelimit import (
+    ConcurrencyLimiter,
+    FixedWindow,
+    MemoryStore,
+    MultiLimiter,
+    TokenBucket,
+)
 from dprims.ratelimit.middleware import (
     ASGIRateLimitMiddleware,
     RequestInfo,
@@ -818,6 +824,46 @@ class TestBadInput:
 
         with pytest.raises(error, match=word):
             rate_limited(limiter, **options)
+
+    @pytest.mark.parametrize(
+        "build",
+        [
+            lambda lim: ASGIRateLimitMiddleware(
+                AsgiApp(), limiter=lim, cost=3
+            ),
+            lambda lim: WSGIRateLimitMiddleware(
+                hello_wsgi([]), limiter=lim, cost=3
+            ),
+            lambda lim: rate_limited(lim, key="k", cost=3),
+        ],
+    )
+    def test_cost_above_capacity(
+        self, build: Callable[[Any], object], clock: FakeClock
+    ) -> None:
+        """Refuses at construction a fixed cost the limiter could never admit."""
+        store = MemoryStore()
+        limiter = MultiLimiter(
+            [
+                FixedWindow(limit=2, window=1.0, store=store, clock=clock),
+                TokenBucket(rate=1.0, burst=5, store=store, clock=clock),
+            ],
+            store=store,
+            clock=clock,
+        )
+
+        with pytest.raises(ValueError, match="capacity 2") as raised:
+            build(limiter)
+        assert "cost" in str(raised.value)
+
+    def test_cost_at_capacity_admitted(self, clock: FakeClock) -> None:
+        """Accepts a fixed cost equal to the capacity and admits it once."""
+        limited = rate_limited(
+            TokenBucket(rate=1.0, burst=2, clock=clock), key="k", cost=2
+        )(lambda: "done")
+
+        assert limited() == "done"
+        with pytest.raises(RateLimitExceeded):
+            limited()
 
     def test_decorator_needs_callable(self, clock: FakeClock) -> None:
         """Refuses to decorate something that is not callable."""

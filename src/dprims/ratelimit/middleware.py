@@ -228,6 +228,28 @@ def _check_concurrency_cost(limiter: object, cost: object) -> None:
         )
 
 
+def _check_capacity(limiter: object, cost: object) -> None:
+    """Refuse a fixed *cost* that the limiter could never admit.
+
+    Without this, a cost above the capacity is accepted here and then fails
+    every request (or call) with a ValueError from the limiter.
+    """
+    if callable(cost) or not isinstance(cost, int):
+        return
+    parts = getattr(limiter, "limiters", None)
+    found = parts if isinstance(parts, tuple) else (limiter,)
+    capacities = [
+        capacity
+        for capacity in (getattr(part, "capacity", None) for part in found)
+        if isinstance(capacity, int) and not isinstance(capacity, bool)
+    ]
+    if capacities and cost > min(capacities):
+        raise ValueError(
+            f"cost must be <= the limiter's capacity {min(capacities)} "
+            f"(a request of that cost could never be admitted), got {cost!r}"
+        )
+
+
 def _check_cost(cost: object) -> None:
     if callable(cost):
         return
@@ -289,6 +311,7 @@ class _EdgeConfig:
                 )
         _check_cost(cost)
         _check_concurrency_cost(limiter, cost)
+        _check_capacity(limiter, cost)
         if isinstance(exempt_paths, str):
             raise TypeError(
                 "exempt_paths must be a collection of paths, not one str "
@@ -439,8 +462,9 @@ class ASGIRateLimitMiddleware:
     Raises:
         TypeError: if *app*, *limiter*, *key* or *cost* has the wrong type.
         ValueError: if *key_header*, *cost* or *exempt_paths* has a bad
-            value (*cost* must be 1 with a :class:`~dprims.ratelimit.ConcurrencyLimiter`), or both
-            *key* and *key_header* are given.
+            value (*cost* must be 1 with a :class:`~dprims.ratelimit.ConcurrencyLimiter`, and a fixed
+            *cost* at most the limiter's capacity), or both *key* and
+            *key_header* are given.
 
     .. versionadded:: 0.1
     """
@@ -637,8 +661,9 @@ class WSGIRateLimitMiddleware:
         TypeError: if *app*, *limiter*, *key* or *cost* has the wrong type,
             or the limiter's store has an asyncio client.
         ValueError: if *key_header*, *cost* or *exempt_paths* has a bad
-            value (*cost* must be 1 with a :class:`~dprims.ratelimit.ConcurrencyLimiter`), or both
-            *key* and *key_header* are given.
+            value (*cost* must be 1 with a :class:`~dprims.ratelimit.ConcurrencyLimiter`, and a fixed
+            *cost* at most the limiter's capacity), or both *key* and
+            *key_header* are given.
 
     .. versionadded:: 0.1
     """
@@ -820,8 +845,9 @@ def rate_limited(
     Raises:
         TypeError: if *limiter*, *key* or *cost* has the wrong type, or a
             plain function is given a limiter with an asyncio store client.
-        ValueError: if *cost* is below 1 (or not 1 with a
-            :class:`~dprims.ratelimit.ConcurrencyLimiter`), or *timeout* is negative.
+        ValueError: if *cost* is below 1, above the limiter's capacity
+            (or not 1 with a :class:`~dprims.ratelimit.ConcurrencyLimiter`), or *timeout* is
+            negative.
 
     .. versionadded:: 0.1
     """
@@ -835,6 +861,7 @@ def rate_limited(
         raise TypeError(f"cost must be an int, got {cost!r}")
     _check_cost(cost)
     _check_concurrency_cost(limiter, cost)
+    _check_capacity(limiter, cost)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(
             f"timeout must be a number of seconds, got {timeout!r}"

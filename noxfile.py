@@ -130,9 +130,13 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run benchmarks beside their peer libraries and print ratios."""
     _ensure_servers(session)
-    session.install("-e", ".[all]", "pytest>=8", "pytest-benchmark>=4")
+    session.install(
+        "-e", ".[all]", "pytest>=8", "pytest-benchmark>=4",
+        "pytest-timeout>=2.3",
+    )  # fmt: skip
     for requirements in sorted(ROOT.glob("benchmarks/requirements-*.txt")):
         session.install("-r", str(requirements))
+    (ROOT / ".benchmarks").mkdir(exist_ok=True)
     session.run(
         "pytest",
         "benchmarks",

@@ -117,8 +117,9 @@ class RateLimitHooks(Protocol):
 class RateLimitMetrics:
     """Counts decisions and backend round trips; a ready-made hook.
 
-    Pass it as ``hooks=`` to limiters and as ``hooks=`` to a `RedisStore`
-    (the store reports backend latency and errors). Counters are exact
+    Pass it as ``hooks=`` to each limiter (a `RedisStore` takes no hooks:
+    a limiter on a `RedisStore` reports that store's round trips, with
+    their latency and errors, to its own hooks). Counters are exact
     under threads. Export them by reading the attributes periodically.
 
     Attributes:
@@ -286,6 +287,31 @@ def check_int(value: object, argument: str, minimum: int = 1) -> int:
             f"{argument} must be >= {minimum}, got {value!r}"
         )
     return value
+
+
+def check_name(name: object) -> str:
+    """Return *name* if it can name a limiter, else raise.
+
+    A name is one segment of a Redis key (``prefix:{key}:name``, and
+    ``prefix:{key}:name:ban`` for a ban), so it must be non-empty and
+    hold no ``:``, ``{`` or ``}``: otherwise one limiter's keys could be
+    another's (a limiter named ``"n:ban"`` would read the ban of ``"n"``).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if not name or ":" in name or "{" in name or "}" in name:
+        raise ConfigurationError(
+            "name must be a non-empty str without ':', '{' or '}', "
+            f"got {name!r}"
+        )
+    return name
+
+
+def check_key(key: object) -> str:
+    """Return *key* if it is a str, else raise a TypeError naming ``key``."""
+    if not isinstance(key, str):
+        raise TypeError(f"key must be a str, got {type(key).__name__}")
+    return key
 
 
 def check_cost(cost: object, capacity: int) -> int:

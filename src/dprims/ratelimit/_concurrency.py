@@ -6,12 +6,13 @@ import secrets
 from typing import TYPE_CHECKING, Protocol
 
 from dprims._clock import SYSTEM_CLOCK, Clock
-from dprims.errors import ConfigurationError, RateLimitExceeded
+from dprims.errors import RateLimitExceeded
 from dprims.ratelimit._base import (
     Decision,
     RateLimitHooks,
     _new_decision,
     check_int,
+    check_name,
     check_positive,
 )
 from dprims.ratelimit._limiters import _MIN_SLEEP, _now_of, _sleepers
@@ -293,11 +294,7 @@ class ConcurrencyLimiter:
     ) -> None:
         self._limit = check_int(limit, "limit")
         self._lease = check_positive(lease, "lease")
-        self._name = name or f"cc{self._limit}"
-        if "{" in self._name:
-            raise ConfigurationError(
-                f"name must not contain '{{', got {self._name!r}"
-            )
+        self._name = check_name(name or f"cc{self._limit}")
         self._clock = clock
         self._hooks = hooks
         self._sleep, self._sleep_async = _sleepers(clock, sleep)

@@ -20,6 +20,7 @@ from dprims.ratelimit._base import (
     Penalty,
     RateLimitHooks,
     check_int,
+    check_name,
     check_positive,
     check_rate,
     parse_rate,
@@ -88,7 +89,26 @@ class Store(Protocol):
 def _items(
     items: Iterable[str | tuple[str, int]],
 ) -> list[tuple[str, int]]:
-    return [(item, 1) if isinstance(item, str) else item for item in items]
+    out = [(item, 1) if isinstance(item, str) else item for item in items]
+    for item in out:
+        pair: object = item  # the annotation is a promise callers may break
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(
+                "items must be keys (str) or (key, cost) pairs, got "
+                f"{type(pair).__name__}"
+            )
+    return out
+
+
+def _check_timeout(timeout: object) -> float | None:
+    """Return *timeout* as a float (or None), else raise a TypeError."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"timeout must be a number or None, got {type(timeout).__name__}"
+        )
+    return float(timeout)
 
 
 def _sleepers(
@@ -143,10 +163,7 @@ class _Front:
         penalty: Penalty | None,
         sleep: Callable[[float], None] | None,
     ) -> Store:
-        if not name or "{" in name:
-            raise ConfigurationError(
-                f"name must be a non-empty str without '{{', got {name!r}"
-            )
+        check_name(name)
         if penalty is not None and not isinstance(penalty, Penalty):
             raise TypeError(
                 f"penalty must be a Penalty, got {type(penalty).__name__}"
@@ -217,10 +234,20 @@ class _Front:
 
         .. warning:: ``timeout=None`` waits for as long as it takes.
 
+        *timeout* bounds the sleeping between attempts, not an attempt
+        itself: on a `RedisStore` one decision against a stalled server
+        can take the client's ``socket_timeout`` times one plus its
+        retries, plus backoff (about 10 s with redis-py 8's default
+        retries), and a wait can overrun *timeout* by that much. Build the
+        client with ``retry=Retry(NoBackoff(), 1)`` (or ``0``) to keep it
+        near *timeout*; see `RedisStore`.
+
         Raises:
             RateLimitExceeded: if it could not be admitted within *timeout*
                 seconds; it carries the last `Decision`.
+            TypeError: if *timeout* is neither a number nor None.
         """
+        timeout = _check_timeout(timeout)
         clock = self._clock
         deadline = None if timeout is None else clock.monotonic() + timeout
         while True:
@@ -262,6 +289,7 @@ class _Front:
         Raises:
             RateLimitExceeded: if it could not be admitted in time.
         """
+        timeout = _check_timeout(timeout)
         clock = self._clock
         deadline = None if timeout is None else clock.monotonic() + timeout
         while True:

@@ -15,6 +15,7 @@ from dprims.ratelimit._base import (
     _new_decision,
     check_cost,
     check_int,
+    check_key,
 )
 
 
@@ -212,15 +213,23 @@ class MemoryBackend:
         hooks = self._hooks
         name = self._name
 
+        one = 1
+
         def acquire(key: str, cost: int = 1) -> Decision:
-            if cost != 1:
+            # Any cost but the int 1 (CPython caches that object) goes to
+            # check_cost, which refuses 1.0 and True: cheaper than a type
+            # test plus a comparison.
+            if cost is not one:
                 check_cost(cost, part._capacity)
             at = now()
             params = part._params
             # acquire/release calls cost less than a with-block here.
             lock_acquire()
             try:
-                data[key], decision = take(get(key), at, cost, params)
+                state = get(key)
+                if state is None and key.__class__ is not str:
+                    check_key(key)  # only a miss can be a bad key
+                data[key], decision = take(state, at, cost, params)
                 if len(data) > table.sweep_at:
                     table.sweep(at, params)
             finally:
@@ -236,7 +245,9 @@ class MemoryBackend:
         if len(self._parts) != 1:
             return self.acquire_many(((key, cost),))[0]
         part = self._part
-        if cost != 1:
+        if key.__class__ is not str:
+            check_key(key)
+        if cost.__class__ is not int or cost != 1:
             check_cost(cost, part._capacity)
         now = self._now()
         params = part._params
@@ -267,8 +278,10 @@ class MemoryBackend:
         parts = self._parts
         items = list(items)
         capacity = min(part._capacity for part in parts)
-        for _, cost in items:
-            if cost != 1:
+        for key, cost in items:
+            if key.__class__ is not str:
+                check_key(key)
+            if cost.__class__ is not int or cost != 1:
                 check_cost(cost, capacity)
         now = self._now()
         params = [part._params for part in parts]
@@ -316,6 +329,7 @@ class MemoryBackend:
 
     def peek(self, key: str) -> Decision:
         """Return what a request of cost 1 would get, consuming nothing."""
+        check_key(key)
         parts = self._parts
         now = self._now()
         with self._lock:
@@ -331,6 +345,7 @@ class MemoryBackend:
 
     def reset(self, key: str) -> None:
         """Forget everything about *key*, lifting any ban."""
+        check_key(key)
         with self._lock:
             for table in self._tables:
                 table.data.pop(key, None)
@@ -345,6 +360,7 @@ class MemoryBackend:
         reserve: Callable[[Any, float, int, Any], tuple[Any, float]],
     ) -> tuple[bool, float]:
         """Book *cost* now; return whether booked and the delay."""
+        check_key(key)
         part = self._part
         check_cost(cost, part._capacity)
         now = self._now()

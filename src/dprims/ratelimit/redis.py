@@ -117,13 +117,31 @@ _FAST_SCRIPTS = {
 _POLICIES = ("raise", "deny", "allow", "local")
 
 
+def _retries(client: Any) -> int | None:
+    """Return how many times *client* retries a failed command, if known."""
+    # The same inspection as dprims.cache.redis (kept local: the primitive
+    # packages do not import each other).
+    get_retry = getattr(client, "get_retry", None)
+    retry = get_retry() if callable(get_retry) else None
+    if retry is None:
+        retry = getattr(client, "retry", None)
+    count = getattr(retry, "_retries", None)
+    return count if isinstance(count, int) else None
+
+
 class RedisStore:
     """Keeps limiter state in Redis, shared by every process that uses it.
 
     Works with blocking and asyncio redis-py clients, standalone or
     Cluster (use the ``_async`` methods of a limiter with an asyncio
-    client). The client must have a ``socket_timeout``: that is the bound
-    on how long a decision can wait for an unreachable server.
+    client). The client must have a ``socket_timeout``. A decision against
+    an unreachable or stalled server waits ``socket_timeout`` for each
+    attempt redis-py makes: one plus the client's retries, plus its backoff
+    between them. redis-py 8 retries up to 10 times by default, so a paused
+    server costs 9-10 s per decision even with ``socket_timeout=0.5``. For
+    a bound of about one (or two) socket timeouts, build the client with
+    ``retry=Retry(NoBackoff(), 0)`` (or ``Retry(NoBackoff(), 1)``); a
+    warning is logged here when the client retries more than once.
 
     Failure policy (*on_error*), when a round trip fails or times out:
 
@@ -202,6 +220,20 @@ class RedisStore:
         self._down_until = 0.0
         self.failures = 0
         self.fallbacks = 0
+        retries = _retries(client)
+        if retries is not None and retries > 1:
+            logger.warning(
+                "the redis client of RedisStore %r retries a failed command "
+                "%d times, so a stalled server makes each decision wait that "
+                "many socket timeouts (plus backoff); build it with "
+                "retry=Retry(NoBackoff(), 1) or Retry(NoBackoff(), 0)",
+                self.prefix,
+                retries,
+                extra={
+                    "event": "ratelimit.redis.many_retries",
+                    "prefix": self.prefix,
+                },
+            )
 
     @property
     def available(self) -> bool:
@@ -524,7 +556,7 @@ class RedisBackend:
     def _costs(self, items: Sequence[tuple[str, int]]) -> None:
         capacity = self._capacity()
         for _, cost in items:
-            if cost != 1:
+            if cost.__class__ is not int or cost != 1:
                 check_cost(cost, capacity)
 
     # ------------------------------------------------------------ failure
@@ -677,7 +709,7 @@ class RedisBackend:
             if state[0] is not self._parts[0]._params:
                 state = self._fast_state()
             _, arg, tail, limit = state
-            if cost != 1:
+            if cost.__class__ is not int or cost != 1:
                 check_cost(cost, limit)
                 arg = b"%d%s" % (cost, tail)
             if key.__class__ is not str:
@@ -705,7 +737,7 @@ class RedisBackend:
                     int(reset) / 1e6,
                 ),
             )
-        if cost != 1:
+        if cost.__class__ is not int or cost != 1:
             check_cost(cost, self._capacity())
         prefix = store.prefix
         keys = [tagged_key(prefix, key, suffix) for suffix in self._suffixes]
@@ -867,7 +899,7 @@ class RedisBackend:
         if state[0] is not self._parts[0]._params:
             state = self._fast_state()
         _, arg, tail, limit = state
-        if cost != 1:
+        if cost.__class__ is not int or cost != 1:
             check_cost(cost, limit)
             arg = b"%d%s" % (cost, tail)
         store = self._store

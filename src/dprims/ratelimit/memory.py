@@ -6,6 +6,7 @@ Status: stable.
 from __future__ import annotations
 
 import itertools
+import math
 import secrets
 import threading
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,13 @@ class MemoryStore:
     of one store share one lock, held for a few hundred nanoseconds per
     decision; decisions are exact under any number of threads.
 
-    Memory is bounded: each limiter's table drops the keys whose state has
-    gone back to "fresh" (a full bucket, a finished window) in a sweep that
-    runs when the table has doubled since the previous sweep, so a table
-    holds at most about twice the keys active within one window, and the
-    cost stays O(1) amortised per decision. If more than *max_keys* keys
+    Memory is bounded: each limiter's table drops the keys whose state had
+    already gone back to "fresh" (a full bucket, a finished window) at the
+    previous sweep and was not touched since; a sweep runs when the table
+    has doubled since the previous one, so a table holds at most a few
+    times the keys active between two sweeps, keys in steady use are never
+    dropped and re-created, and the cost stays O(1) amortised per
+    decision. If more than *max_keys* keys
     are live at once, the least recently *created* keys are forgotten until
     half of *max_keys* remain; a forgotten key starts afresh, so it may be
     admitted more than its limit once. Size *max_keys* above the number of
@@ -92,7 +95,14 @@ class MemoryStore:
 class _Table:
     """One limiter's states by key, with the sweep that bounds it."""
 
-    __slots__ = ("data", "idle_at", "limiter", "max_keys", "sweep_at")
+    __slots__ = (
+        "data",
+        "idle_at",
+        "last_sweep",
+        "limiter",
+        "max_keys",
+        "sweep_at",
+    )
 
     def __init__(
         self,
@@ -105,12 +115,21 @@ class _Table:
         self.idle_at = idle_at
         self.max_keys = max_keys
         self.sweep_at = min(_MIN_SWEEP, max_keys)
+        self.last_sweep = -math.inf
 
     def sweep(self, now: float, params: object) -> None:
         """Drop idle keys, then the oldest if still over the bound."""
         data = self.data
         idle_at = self.idle_at
-        for key in [k for k, s in data.items() if idle_at(s, params) <= now]:
+        # Second chance: drop only keys that were already fresh at the
+        # previous sweep. A key in steady use (a bucket that refills between
+        # visits) is fresh at almost any instant, and dropping it at once
+        # would re-create it on every visit: the table would churn.
+        cutoff = self.last_sweep
+        self.last_sweep = now
+        for key in [
+            k for k, s in data.items() if idle_at(s, params) <= cutoff
+        ]:
             del data[key]
         size = len(data)
         if size > self.max_keys * 3 // 4:

@@ -35,6 +35,7 @@ Status: stable.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import ctypes
@@ -212,7 +213,7 @@ def running_servers() -> list[ServerProcess]:
         return [s for s in _LIVE.values() if s.running]
 
 
-class ServerProcess:
+class ServerProcess(abc.ABC):
     """One server process with the fault helpers tests need.
 
     Subclasses say how to build the command line and how to tell that the
@@ -238,11 +239,13 @@ class ServerProcess:
         self._paused = False
 
     # -- what subclasses provide
+    @abc.abstractmethod
     def _command(self) -> list[str]:
-        raise NotImplementedError
+        """Return the argv that starts the server."""
 
+    @abc.abstractmethod
     def _ready(self) -> bool:
-        raise NotImplementedError
+        """Return whether this process (not another one) answers."""
 
     # -- life cycle
     @property

@@ -13,6 +13,7 @@ Status: provisional.
 
 from __future__ import annotations
 
+import abc
 import logging
 import math
 import random
@@ -427,7 +428,7 @@ class Lease(Generic[T_co]):
         return f"Lease({self._member.endpoint!r})"
 
 
-class _Pool(Generic[E]):
+class _Pool(abc.ABC, Generic[E]):
     """Membership, health, ejection and views; the base of every policy.
 
     Subclasses implement ``_choose``, which returns an index into the view's
@@ -797,10 +798,11 @@ class _Pool(Generic[E]):
         self._rebuild(now)
         return True
 
+    @abc.abstractmethod
     def _choose(
         self, view: _View[E], key: str | None, now: float | None, /
     ) -> int:
-        raise NotImplementedError
+        """Return the index in *view* of the member to pick."""
 
     def _observe(
         self, member: _Member[E], latency: float, success: bool, now: float

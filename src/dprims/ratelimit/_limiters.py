@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
@@ -306,7 +307,7 @@ class _Front:
             await self._sleep_async(delay)
 
 
-class Limiter(_Front):
+class Limiter(_Front, abc.ABC):
     """Base class of the single-algorithm limiters.
 
     Use one of `FixedWindow`, `SlidingWindow`, `SlidingLog`, `TokenBucket`
@@ -366,9 +367,9 @@ class Limiter(_Front):
             )
         return self._table
 
+    @abc.abstractmethod
     def _lua(self) -> tuple[int, float, float]:
         """Return the algorithm code and its two parameters for Lua."""
-        raise NotImplementedError
 
     @property
     def capacity(self) -> int:
@@ -381,8 +382,9 @@ class Limiter(_Front):
             f"name={self._name!r}, store={self._store!r})"
         )
 
+    @abc.abstractmethod
     def _describe(self) -> str:
-        raise NotImplementedError
+        """Return the parameters as they appear in repr()."""
 
 
 def _now_of(clock: Clock) -> Callable[[], float]:
@@ -756,13 +758,14 @@ class _RateLimiter(_Reservable):
             sleep=sleep,
         )
 
+    @abc.abstractmethod
     def _set(self, rate: float, burst: int) -> None:
-        raise NotImplementedError
+        """Store the algorithm's parameters for *rate* and *burst*."""
 
     @property
+    @abc.abstractmethod
     def rate(self) -> float:
         """Units per second."""
-        raise NotImplementedError
 
     @property
     def burst(self) -> int:

@@ -10,15 +10,17 @@ Status: stable.
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, Union
 
 from dprims.errors import ConfigurationError, DprimsError
 
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Iterable
     from typing import TypeAlias
 
@@ -186,3 +188,43 @@ def initial_nodes(
 def weight_repr(weight: float) -> str:
     """Return *weight* as ``2`` rather than ``2.0`` when it is whole."""
     return str(int(weight)) if weight.is_integer() else repr(weight)
+
+
+class _WeightedSnapshot(Protocol):
+    weights: dict[str, float]
+
+
+_S = TypeVar("_S", bound=_WeightedSnapshot)
+
+
+class _Rebuilt(abc.ABC, Generic[_S]):
+    """Membership changes for selectors that rebuild one snapshot each time.
+
+    Readers use ``_snap`` without locking; a writer builds the next snapshot
+    from the new weights under ``_lock`` and swaps it in whole, so a reader
+    sees either the old membership or the new one, never a mix.
+    """
+
+    __slots__ = ("_lock", "_snap")
+    _lock: threading.Lock
+    _snap: _S
+
+    @abc.abstractmethod
+    def _build(self, weights: dict[str, float]) -> _S:
+        """Return the snapshot for *weights* (node name to weight)."""
+
+    def _insert(self, node: str, weight: float) -> None:
+        with self._lock:
+            current = self._snap.weights
+            if node in current:
+                raise ConfigurationError(f"node: {node!r} is already present")
+            self._snap = self._build({**current, node: weight})
+
+    def _delete(self, node: str) -> None:
+        with self._lock:
+            current = self._snap.weights
+            if node not in current:
+                raise ConfigurationError(f"node: {node!r} is not present")
+            self._snap = self._build(
+                {k: v for k, v in current.items() if k != node}
+            )

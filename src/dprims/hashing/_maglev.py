@@ -13,6 +13,7 @@ import mmh3
 from dprims.errors import ConfigurationError
 from dprims.hashing._base import (
     NoNodesError,
+    _Rebuilt,
     check_count,
     check_node,
     check_weight,
@@ -115,7 +116,7 @@ class _Snapshot:
         self.table = table
 
 
-class MaglevHash:
+class MaglevHash(_Rebuilt[_Snapshot]):
     """Look keys up in a prime-sized table that Maglev's permutations fill.
 
     Google's Maglev load balancer (Eisenbud et al., NSDI 2016) fills a
@@ -159,7 +160,7 @@ class MaglevHash:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_lock", "_size", "_snap")
+    __slots__ = ("_size",)
 
     def __init__(
         self,
@@ -252,11 +253,7 @@ class MaglevHash:
         """
         check_node(node)
         value = check_weight(weight)
-        with self._lock:
-            current = self._snap.weights
-            if node in current:
-                raise ConfigurationError(f"node: {node!r} is already present")
-            self._snap = self._build({**current, node: value})
+        self._insert(node, value)
 
     def remove(self, node: str) -> None:
         """Remove *node* and rebuild the table.
@@ -264,13 +261,7 @@ class MaglevHash:
         Raises:
             ValueError: If *node* is not present.
         """
-        with self._lock:
-            current = self._snap.weights
-            if node not in current:
-                raise ConfigurationError(f"node: {node!r} is not present")
-            self._snap = self._build(
-                {k: v for k, v in current.items() if k != node}
-            )
+        self._delete(node)
 
     # ------------------------------------------------------------ views
 

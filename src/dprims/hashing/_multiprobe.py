@@ -15,6 +15,7 @@ import mmh3
 from dprims.errors import ConfigurationError
 from dprims.hashing._base import (
     NoNodesError,
+    _Rebuilt,
     check_count,
     check_node,
     check_weight,
@@ -60,7 +61,7 @@ class _Snapshot:
             self.owners.append(pairs[0][1])
 
 
-class MultiProbeHash:
+class MultiProbeHash(_Rebuilt[_Snapshot]):
     """Hash each node once, probe each key *probes* times, take the nearest.
 
     Appleton and O'Reilly's multi-probe consistent hashing ("Multi-probe
@@ -102,7 +103,7 @@ class MultiProbeHash:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_lock", "_probes", "_snap")
+    __slots__ = ("_probes",)
 
     def __init__(
         self,
@@ -211,11 +212,7 @@ class MultiProbeHash:
         """
         check_node(node)
         value = _check_whole(check_weight(weight), "weight")
-        with self._lock:
-            current = self._snap.weights
-            if node in current:
-                raise ConfigurationError(f"node: {node!r} is already present")
-            self._snap = self._build({**current, node: value})
+        self._insert(node, value)
 
     def remove(self, node: str) -> None:
         """Remove *node*; only its keys move.
@@ -223,13 +220,7 @@ class MultiProbeHash:
         Raises:
             ValueError: If *node* is not present.
         """
-        with self._lock:
-            current = self._snap.weights
-            if node not in current:
-                raise ConfigurationError(f"node: {node!r} is not present")
-            self._snap = self._build(
-                {k: v for k, v in current.items() if k != node}
-            )
+        self._delete(node)
 
     # ------------------------------------------------------------ views
 

@@ -7,6 +7,7 @@ import pytest
 
 from dprims import testing
 from dprims._redis import (
+    DirectScripts,
     LuaScript,
     check_prefix,
     decode,
@@ -178,3 +179,191 @@ class TestLuaScriptOnCluster:
         keys = [tagged_key(prefix, "u", "a"), tagged_key(prefix, "u", "b")]
 
         assert 3 == script(redis_cluster_client, keys, [])
+
+
+ECHO = LuaScript(
+    "-- KEYS[1]: unused, routes the call\n"
+    "-- ARGV[1]: a value\n"
+    "-- Returns: ARGV[1]\n"
+    "return ARGV[1]\n",
+    name="echo",
+)
+
+
+def _direct_call(direct: DirectScripts, client: Any, value: str) -> Any:
+    """Run ECHO through *direct*, with the client's own path as fallback."""
+    packed = (
+        DirectScripts.header(ECHO.sha, 1)
+        + direct.pack("k")
+        + direct.pack(value)
+    )
+    return direct.call(packed, lambda: ECHO(client, ["k"], [value]))
+
+
+@pytest.mark.redis
+class TestDirectScripts:
+    """The lean EVALSHA path against a real redis-server."""
+
+    def test_covers_plain_blocking_clients_only(
+        self, redis_proc: testing.RedisServer
+    ) -> None:
+        """Asyncio, Cluster and subclassed clients keep the client's path."""
+        import redis
+        import redis.asyncio
+
+        plain = redis_proc.client()
+        async_client = redis.asyncio.Redis(
+            host=redis_proc.host, port=redis_proc.port, socket_timeout=1.0
+        )
+
+        class Custom(redis.Connection):
+            pass
+
+        custom = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                host=redis_proc.host,
+                port=redis_proc.port,
+                connection_class=Custom,
+            )
+        )
+        try:
+            assert DirectScripts.for_client(plain) is not None
+            assert DirectScripts.for_client(async_client) is None
+            assert DirectScripts.for_client(custom) is None
+            assert DirectScripts.for_client(object()) is None
+        finally:
+            plain.close()
+            custom.close()
+            asyncio.run(async_client.aclose())
+
+    def test_replies_and_noscript(self, redis_client: Any) -> None:
+        """Replies come back; NOSCRIPT is raised and the connection kept."""
+        import redis
+
+        direct = DirectScripts.for_client(redis_client)
+        assert direct is not None
+        redis_client.script_flush()
+        with pytest.raises(redis.exceptions.NoScriptError):
+            _direct_call(direct, redis_client, "x")
+        assert 1 == len(direct._idle)
+        ECHO(redis_client, ["k"], ["load"])  # EVAL caches the script
+        assert b"caf\xc3\xa9" == _direct_call(direct, redis_client, "café")
+        assert 1 == len(direct._idle)
+        direct.close()
+        assert [] == direct._idle
+
+    def test_decoded_replies(self, redis_proc: testing.RedisServer) -> None:
+        """A decode_responses client gets str, as from its own path."""
+        client = redis_proc.client(decode_responses=True)
+        try:
+            direct = DirectScripts.for_client(client)
+            assert direct is not None
+            ECHO(client, ["k"], ["load"])
+            assert "v" == _direct_call(direct, client, "v")
+        finally:
+            client.close()
+
+    def test_threads_never_see_each_others_replies(
+        self, redis_client: Any
+    ) -> None:
+        """8 threads x 300 calls: every reply is the caller's own."""
+        import threading
+
+        direct = DirectScripts.for_client(redis_client)
+        assert direct is not None
+        ECHO(redis_client, ["k"], ["load"])
+        wrong: list[tuple[str, Any]] = []
+
+        def work(slot: int) -> None:
+            for i in range(300):
+                value = f"{slot}-{i}"
+                reply = _direct_call(direct, redis_client, value)
+                if reply != value.encode():
+                    wrong.append((value, reply))
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert [] == wrong
+        assert 1 <= len(direct._idle) <= 8
+        direct.close()
+
+    def test_server_restart_falls_back_then_recovers(
+        self, own_redis: testing.RedisServer
+    ) -> None:
+        """A connection cut by a restart is dropped; the call still works."""
+        client = own_redis.client()
+        try:
+            direct = DirectScripts.for_client(client)
+            assert direct is not None
+            ECHO(client, ["k"], ["load"])
+            assert b"a" == _direct_call(direct, client, "a")
+            stale = direct._idle[0]
+            own_redis.stop()
+            own_redis.start()
+            # The idle connection is dead; the fallback runs on the
+            # client's own path (EVAL after the restart lost the script).
+            assert b"b" == _direct_call(direct, client, "b")
+            assert stale not in direct._idle
+            ECHO(client, ["k"], ["load"])
+            assert b"c" == _direct_call(direct, client, "c")
+            assert 1 == len(direct._idle)
+        finally:
+            client.close()
+
+    def test_timeout_is_raised_and_connection_dropped(
+        self, own_redis: testing.RedisServer
+    ) -> None:
+        """A paused server: TimeoutError after socket_timeout, no reuse."""
+        import redis
+
+        client = own_redis.client(socket_timeout=0.3)
+        try:
+            direct = DirectScripts.for_client(client)
+            assert direct is not None
+            ECHO(client, ["k"], ["load"])
+            assert b"a" == _direct_call(direct, client, "a")
+            own_redis.pause()
+            try:
+                with pytest.raises(redis.exceptions.TimeoutError):
+                    _direct_call(direct, client, "b")
+                assert [] == direct._idle
+            finally:
+                own_redis.resume()
+            assert b"c" == _direct_call(direct, client, "c")
+        finally:
+            client.close()
+
+    def test_forked_child_opens_its_own_connection(
+        self, redis_client: Any
+    ) -> None:
+        """After fork the child never talks on the parent's socket."""
+        import os
+        import warnings
+
+        direct = DirectScripts.for_client(redis_client)
+        assert direct is not None
+        ECHO(redis_client, ["k"], ["load"])
+        assert b"parent" == _direct_call(direct, redis_client, "parent")
+        parent_conn = direct._idle[0]
+        with warnings.catch_warnings():
+            # 3.12+ warns about fork() in a process with threads; the child
+            # here only runs this code and exits.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover -- runs in the child
+            code = 1
+            try:
+                if direct._idle == [] and (
+                    _direct_call(direct, redis_client, "child") == b"child"
+                ):
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert 0 == os.waitstatus_to_exitcode(status)
+        assert [parent_conn] == direct._idle
+        assert b"again" == _direct_call(direct, redis_client, "again")
+        direct.close()

@@ -51,6 +51,7 @@ from dprims.errors import ServerNotFoundError
 from dprims.ratelimit import (
     GCRA,
     FixedWindow,
+    SlidingLog,
     SlidingWindow,
     TokenBucket,
 )
@@ -117,6 +118,7 @@ def dprims_memory(
         "gcra": lambda: GCRA(rate=rate, burst=limit),
         "fixed-window": lambda: FixedWindow(limit=limit, window=period),
         "sliding-window": lambda: SlidingWindow(limit=limit, window=period),
+        "sliding-log": lambda: SlidingLog(limit=limit, window=period),
     }[kind]()
     return limiter.acquire
 
@@ -220,6 +222,9 @@ IN_PROCESS = [
     ),
     pytest.param(
         dprims_memory, "sliding-window", "ours", id="dprims-sliding-window"
+    ),
+    pytest.param(
+        dprims_memory, "sliding-log", "ours", id="dprims-sliding-log"
     ),
     pytest.param(limits_memory, "fixed", "peer", id="limits-fixed-window"),
     pytest.param(limits_memory, "moving", "peer", id="limits-moving-window"),
@@ -339,6 +344,9 @@ def dprims_redis(
         "sliding-window": lambda: SlidingWindow(
             limit=limit, window=period, store=store
         ),
+        "sliding-log": lambda: SlidingLog(
+            limit=limit, window=period, store=store
+        ),
     }[kind]()
     return limiter.acquire
 
@@ -426,6 +434,7 @@ REDIS = [
     pytest.param(
         dprims_redis, "sliding-window", "ours", id="dprims-sliding-window"
     ),
+    pytest.param(dprims_redis, "sliding-log", "ours", id="dprims-sliding-log"),
     pytest.param(limits_redis, "fixed", "peer", id="limits-fixed-window"),
     pytest.param(limits_redis, "moving", "peer", id="limits-moving-window"),
     pytest.param(limits_redis, "sliding", "peer", id="limits-sliding-window"),

@@ -26,6 +26,9 @@ __all__ = ()
 # Absorbs float error in ``tat + cost * interval`` (see _token_bucket.EPS).
 EPS = 1e-9
 
+#: Seconds within which two computed times are taken as the same one.
+_SAME = 1e-6
+
 
 def take(
     state: State, now: float, cost: int, params: Params
@@ -66,20 +69,46 @@ def idle_at(
     return 0.0 if state is None else state
 
 
-def reserve(
-    state: State, now: float, cost: int, params: Params
-) -> tuple[State, float]:
-    """Return the state with *cost* booked, and the seconds to wait."""
+def earliest(
+    state: State, now: float, after: float, cost: int, params: Params
+) -> float:
+    """Return the least delay >= *after* at which *cost* would be admitted."""
     interval, tolerance, _ = params
     tat = now if state is None or state < now else state
-    new = tat + cost * interval
-    delay = new - now - tolerance
-    return new, delay if delay > EPS else 0.0
+    delay = tat + cost * interval - now - tolerance
+    return delay if delay > after + EPS else after
 
 
-def refund(state: State, now: float, cost: int, params: Params) -> State:
-    """Return the state with *cost* intervals given back."""
-    if state is None:
+def book(
+    state: State, now: float, delay: float, cost: int, params: Params
+) -> tuple[State, float]:
+    """Return the TAT with *cost* booked to act at ``now + delay``.
+
+    The ticket is that time.
+    """
+    tat = now if state is None or state < now else state
+    at = now + delay
+    if at > tat:  # noqa: PLR1730 -- as in take
+        tat = at
+    return tat + cost * params[0], at
+
+
+def refund(
+    state: State, now: float, cost: int, params: Params, ticket: float
+) -> State:
+    """Return the TAT with the booking acting at *ticket* given back.
+
+    Only what no later booking counts on comes back, as for a token bucket
+    (see `_token_bucket.refund`).
+    """
+    if state is None or state <= now:
         return None
-    tat = state - cost * params[0]
+    interval, tolerance, _ = params
+    later = state - tolerance - ticket
+    back = cost * interval
+    if later >= _SAME:
+        back -= later
+    if back <= 0:
+        return state
+    tat = state - back
     return tat if tat > now else None

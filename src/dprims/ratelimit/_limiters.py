@@ -54,9 +54,9 @@ class Backend(Protocol):
     def peek(self, key: str) -> Decision: ...
     def reset(self, key: str) -> None: ...
     def reserve(
-        self, key: str, cost: int, max_delay: float | None, reserve: Any
-    ) -> tuple[bool, float]: ...
-    def refund(self, key: str, cost: int, refund: Any) -> None: ...
+        self, key: str, cost: int, max_delay: float | None
+    ) -> tuple[bool, float, object]: ...
+    def refund(self, key: str, cost: int, ticket: object) -> None: ...
     async def acquire_async(self, key: str, cost: int) -> Decision: ...
     async def acquire_many_async(
         self, items: Iterable[tuple[str, int]]
@@ -64,9 +64,11 @@ class Backend(Protocol):
     async def peek_async(self, key: str) -> Decision: ...
     async def reset_async(self, key: str) -> None: ...
     async def reserve_async(
-        self, key: str, cost: int, max_delay: float | None, reserve: Any
-    ) -> tuple[bool, float]: ...
-    async def refund_async(self, key: str, cost: int, refund: Any) -> None: ...
+        self, key: str, cost: int, max_delay: float | None
+    ) -> tuple[bool, float, object]: ...
+    async def refund_async(
+        self, key: str, cost: int, ticket: object
+    ) -> None: ...
 
 
 class Store(Protocol):
@@ -110,6 +112,27 @@ def _check_timeout(timeout: object) -> float | None:
             f"timeout must be a number or None, got {type(timeout).__name__}"
         )
     return float(timeout)
+
+
+def _check_max_delay(max_delay: object) -> float | None:
+    """Return *max_delay* as a float >= 0 (or None), else raise."""
+    if max_delay is None:
+        return None
+    if isinstance(max_delay, bool) or not isinstance(max_delay, (int, float)):
+        raise TypeError(
+            f"max_delay must be a number or None, got "
+            f"{type(max_delay).__name__}"
+        )
+    if not max_delay >= 0:  # also refuses NaN
+        raise ConfigurationError(
+            f"max_delay must be >= 0 or None, got {max_delay!r}"
+        )
+    return float(max_delay)
+
+
+def _owner(front: _Front) -> Limiter | MultiLimiter:
+    # _Front is private: only Limiter and MultiLimiter derive from it.
+    return cast("Limiter | MultiLimiter", front)
 
 
 def _sleepers(
@@ -264,6 +287,49 @@ class _Front:
                 )
             self._sleep(delay)
 
+    def reserve(
+        self, key: str, cost: int = 1, *, max_delay: float | None = None
+    ) -> Reservation:
+        """Book *cost* units for *key* and say how long to wait before acting.
+
+        As in Go's ``x/time/rate``: the request is booked at the earliest
+        time, from now on, at which the limit admits it, counting every
+        earlier booking (first come, first served: a later reservation or
+        acquire never goes ahead of it), and the caller must wait
+        `Reservation.delay` seconds, then act. The limit holds over the
+        times requests act. If the delay would exceed *max_delay* nothing
+        is booked and the reservation is not ``ok``. A `MultiLimiter`
+        books every limit for one common time, atomically. A banned key
+        (see `Penalty`) gets a reservation that is not ``ok``.
+
+        A window limiter counts the booking in the window of the time it
+        acts, so the count is exact only if the caller acts within that
+        window: act after `Reservation.delay`, not much later.
+
+        Raises:
+            ValueError: if *cost* is < 1 or above the capacity, or
+                *max_delay* is negative.
+            TypeError: if *key* is not a str or *max_delay* is neither a
+                number nor None.
+        """
+        max_delay = _check_max_delay(max_delay)
+        ok, delay, ticket = self._backend.reserve(key, cost, max_delay)
+        return Reservation(
+            _owner(self), key, cost, ok=ok, delay=delay, ticket=ticket
+        )
+
+    async def reserve_async(
+        self, key: str, cost: int = 1, *, max_delay: float | None = None
+    ) -> Reservation:
+        """Do what `reserve` does, for asyncio."""
+        max_delay = _check_max_delay(max_delay)
+        ok, delay, ticket = await self._backend.reserve_async(
+            key, cost, max_delay
+        )
+        return Reservation(
+            _owner(self), key, cost, ok=ok, delay=delay, ticket=ticket
+        )
+
     async def acquire_async(self, key: str, cost: int = 1) -> Decision:
         """Do what `acquire` does, for asyncio."""
         return await self._backend.acquire_async(key, cost)
@@ -323,6 +389,9 @@ class Limiter(_Front, abc.ABC):
     _take: Callable[[Any, float, int, Any], tuple[Any, Decision]]
     _check: Callable[[Any, float, int, Any], Decision]
     _idle_at: Callable[[Any, Any], float]
+    _earliest: Callable[[Any, float, float, int, Any], float]
+    _book: Callable[[Any, float, float, int, Any], tuple[Any, Any]]
+    _refund: Callable[[Any, float, int, Any, Any], Any]
     _capacity: int
     _params: Any
     _table: _Table | None
@@ -395,48 +464,8 @@ def _now_of(clock: Clock) -> Callable[[], float]:
     return clock.monotonic
 
 
-class _Reservable(Limiter):
-    """A rate-based limiter that can book future capacity (`reserve`)."""
-
-    __slots__ = ()
-
-    _reserve: Callable[[Any, float, int, Any], tuple[Any, float]]
-    _refund: Callable[[Any, float, int, Any], Any]
-
-    def reserve(
-        self, key: str, cost: int = 1, *, max_delay: float | None = None
-    ) -> Reservation:
-        """Book *cost* units for *key* now and say how long to wait.
-
-        As in Go's ``x/time/rate``: the capacity is taken at once (the
-        bucket may go into debt), and the caller must wait
-        `Reservation.delay` seconds before acting. If the delay would exceed
-        *max_delay*, nothing is booked and the reservation is not ``ok``.
-        `Reservation.cancel` gives the units back.
-
-        Raises:
-            ValueError: if *cost* is < 1 or above the burst.
-        """
-        ok, delay = self._backend.reserve(key, cost, max_delay, self._reserve)
-        return Reservation(_as_rate(self), key, cost, ok=ok, delay=delay)
-
-    async def reserve_async(
-        self, key: str, cost: int = 1, *, max_delay: float | None = None
-    ) -> Reservation:
-        """Do what `reserve` does, for asyncio."""
-        ok, delay = await self._backend.reserve_async(
-            key, cost, max_delay, self._reserve
-        )
-        return Reservation(_as_rate(self), key, cost, ok=ok, delay=delay)
-
-
-def _as_rate(limiter: _Reservable) -> TokenBucket | GCRA:
-    # Only TokenBucket and GCRA derive from _Reservable.
-    return cast("TokenBucket | GCRA", limiter)
-
-
 class Reservation:
-    """Capacity booked by `TokenBucket.reserve` or `GCRA.reserve`.
+    """Capacity booked by a limiter's (or a `MultiLimiter`'s) ``reserve``.
 
     Attributes:
         ok: Whether the capacity was booked (False when the delay would
@@ -452,6 +481,7 @@ class Reservation:
     __slots__ = (
         "_cancelled",
         "_limiter",
+        "_ticket",
         "_until",
         "cost",
         "delay",
@@ -461,14 +491,16 @@ class Reservation:
 
     def __init__(
         self,
-        limiter: TokenBucket | GCRA,
+        limiter: Limiter | MultiLimiter,
         key: str,
         cost: int,
         *,
         ok: bool,
         delay: float,
+        ticket: object = None,
     ) -> None:
         self._limiter = limiter
+        self._ticket = ticket
         self.key = key
         self.cost = cost
         self.ok = ok
@@ -486,19 +518,24 @@ class Reservation:
     def cancel(self) -> None:
         """Give the booked units back if their time has not come yet.
 
-        Calling it twice, or on a reservation that is not ``ok``, does
-        nothing.
+        A bucket (`TokenBucket`, `GCRA`) gets back the tokens no later
+        booking counts on, as in Go (all of them for the latest booking),
+        and a `SlidingLog` drops the booked entries. A window limiter
+        (`FixedWindow`, `SlidingWindow`) gives the units back only if
+        nothing was counted on the key since the booking; otherwise the
+        booking stays counted (giving units back from a shared count could
+        admit more than the limit). A `MultiLimiter` applies each part's
+        rule. Calling it twice, or on a reservation that is not ``ok``,
+        does nothing.
         """
         if self._should_refund():
-            limiter = self._limiter
-            limiter._backend.refund(self.key, self.cost, limiter._refund)
+            self._limiter._backend.refund(self.key, self.cost, self._ticket)
 
     async def cancel_async(self) -> None:
         """Do what `cancel` does, for asyncio."""
         if self._should_refund():
-            limiter = self._limiter
-            await limiter._backend.refund_async(
-                self.key, self.cost, limiter._refund
+            await self._limiter._backend.refund_async(
+                self.key, self.cost, self._ticket
             )
 
     def __repr__(self) -> str:
@@ -645,6 +682,9 @@ class FixedWindow(_WindowLimiter):
     _take = staticmethod(_fixed_window.take)
     _check = staticmethod(_fixed_window.check)
     _idle_at = staticmethod(_fixed_window.idle_at)
+    _earliest = staticmethod(_fixed_window.earliest)
+    _book = staticmethod(_fixed_window.book)
+    _refund = staticmethod(_fixed_window.refund)
 
 
 class SlidingWindow(_WindowLimiter):
@@ -668,6 +708,9 @@ class SlidingWindow(_WindowLimiter):
     _take = staticmethod(_sliding_window.take)
     _check = staticmethod(_sliding_window.check)
     _idle_at = staticmethod(_sliding_window.idle_at)
+    _earliest = staticmethod(_sliding_window.earliest)
+    _book = staticmethod(_sliding_window.book)
+    _refund = staticmethod(_sliding_window.refund)
 
 
 class SlidingLog(_WindowLimiter):
@@ -689,13 +732,16 @@ class SlidingLog(_WindowLimiter):
     _take = staticmethod(_sliding_log.take)
     _check = staticmethod(_sliding_log.check)
     _idle_at = staticmethod(_sliding_log.idle_at)
+    _earliest = staticmethod(_sliding_log.earliest)
+    _book = staticmethod(_sliding_log.book)
+    _refund = staticmethod(_sliding_log.refund)
 
 
 def _rate_args(rate: object, burst: object) -> tuple[float, int]:
     return check_rate(rate), check_int(burst, "burst")
 
 
-class _RateLimiter(_Reservable):
+class _RateLimiter(Limiter):
     """Shared parts of the (rate, burst) algorithms."""
 
     __slots__ = ()
@@ -819,7 +865,8 @@ class TokenBucket(_RateLimiter):
     _take = staticmethod(_token_bucket.take)
     _check = staticmethod(_token_bucket.check)
     _idle_at = staticmethod(_token_bucket.idle_at)
-    _reserve = staticmethod(_token_bucket.reserve)
+    _earliest = staticmethod(_token_bucket.earliest)
+    _book = staticmethod(_token_bucket.book)
     _refund = staticmethod(_token_bucket.refund)
 
     def _set(self, rate: float, burst: int) -> None:
@@ -854,7 +901,8 @@ class GCRA(_RateLimiter):
     _take = staticmethod(_gcra.take)
     _check = staticmethod(_gcra.check)
     _idle_at = staticmethod(_gcra.idle_at)
-    _reserve = staticmethod(_gcra.reserve)
+    _earliest = staticmethod(_gcra.earliest)
+    _book = staticmethod(_gcra.book)
     _refund = staticmethod(_gcra.refund)
 
     def _set(self, rate: float, burst: int) -> None:

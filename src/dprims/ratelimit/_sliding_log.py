@@ -10,10 +10,18 @@ Unlike the other algorithms the state is mutable (a `Log`): copying it on
 every request would cost O(limit), updating it in place costs O(1)
 amortised (each entry is appended once and dropped once). `check` only
 drops expired entries, which changes no decision.
+
+A reservation logs its entry at the time it will act, possibly in the
+future; every decision counts all entries not yet expired, future ones
+included. Of two entries less than *window* apart the one logged later
+counted the other, so every window stays exact over the times requests
+act. The log stays in time order: an acquire made while a booking waits
+is inserted before it.
 """
 
 from __future__ import annotations
 
+from bisect import insort
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -53,13 +61,16 @@ def _decide(
     log.total = total
     if total + cost <= limit:
         if commit and cost:
-            entries.append((now, cost))
             log.total = total + cost
-        reset = (
-            (window if commit and cost else entries[-1][0] + window - now)
-            if entries
-            else 0.0
-        )
+            if entries and entries[-1][0] > now:
+                # A booking waits in the future: keep the log in order.
+                insort(entries, (now, cost))
+                reset = entries[-1][0] + window - now
+            else:
+                entries.append((now, cost))
+                reset = window
+        else:
+            reset = entries[-1][0] + window - now if entries else 0.0
         return _new_decision(
             Decision, (True, limit, limit - total - cost, 0.0, reset)
         )
@@ -106,3 +117,63 @@ def idle_at(state: Log | None, params: Params) -> float:
     if state is None or not state.entries:
         return 0.0
     return state.entries[-1][0] + params[1]
+
+
+def earliest(
+    state: Log | None, now: float, after: float, cost: int, params: Params
+) -> float:
+    """Return the least delay >= *after* at which *cost* would be admitted.
+
+    Not before the newest entry (a later request never goes ahead of a
+    booking), and not before enough of the oldest entries have expired.
+    """
+    if state is None or not state.entries:
+        return after
+    limit, window = params
+    entries = state.entries
+    base = max(entries[-1][0] - now, after)
+    live = [(at, logged) for at, logged in entries if at + window - now > base]
+    need = sum(logged for _, logged in live) + cost - limit
+    if need <= 0:
+        return base
+    freed = 0
+    for at, logged in live:
+        freed += logged
+        if freed >= need:
+            return at + window - now
+    # Not reached: cost <= limit, so expiring every live entry suffices.
+    return base
+
+
+def book(
+    state: Log | None,
+    now: float,
+    delay: float,
+    cost: int,
+    params: Params,  # noqa: ARG001 -- the signature of every book
+) -> tuple[Log, tuple[float, int]]:
+    """Log *cost* at ``now + delay``; the entry is the ticket for `refund`."""
+    if state is None:
+        state = Log()
+    entry = (now + delay, cost)
+    entries = state.entries
+    if entries and entries[-1][0] > entry[0]:
+        insort(entries, entry)
+    else:
+        entries.append(entry)
+    state.total += cost
+    return state, entry
+
+
+def refund(
+    state: Log | None,
+    now: float,  # noqa: ARG001 -- the signature of every refund
+    cost: int,  # noqa: ARG001
+    params: Params,  # noqa: ARG001
+    ticket: tuple[float, int],
+) -> Log | None:
+    """Remove the booked entry (removing entries only lowers counts)."""
+    if state is not None and ticket in state.entries:
+        state.entries.remove(ticket)
+        state.total -= ticket[1]
+    return state

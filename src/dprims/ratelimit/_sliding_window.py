@@ -15,6 +15,11 @@ proportion to the time elapsed in the new window.
 
 State: ``None`` or ``(window_index, current, previous)``. Parameters:
 ``(limit, window)``. Memory per key: one 3-tuple.
+
+A reservation books into the window of the time it will act (its index
+may be ahead of the current one); until that window starts nothing else is
+admitted, so a later request never goes ahead of a booking and the bound
+above holds over the times requests act.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dprims.ratelimit._base import Decision, _new_decision
+from dprims.ratelimit._fixed_window import window_at
 
 
 if TYPE_CHECKING:
@@ -48,8 +54,20 @@ def take(
         current, previous = state[1], state[2]
     elif state[0] == index - 1:
         current, previous = 0, state[1]
-    else:
+    elif state[0] < index:
         current = previous = 0
+    else:
+        # A booking waits in a later window: nothing may go before it.
+        return state, _new_decision(
+            Decision,
+            (
+                False,
+                limit,
+                0,
+                earliest(state, now, 0.0, cost, params),
+                (state[0] + 2) * window - now,
+            ),
+        )
     estimate = previous * (window - elapsed) / window + current
     if estimate + cost <= limit + EPS:
         current += cost
@@ -101,3 +119,77 @@ def idle_at(state: State, params: Params) -> float:
     if state is None:
         return 0.0
     return (state[0] + (2 if state[1] else 1)) * params[1]
+
+
+def _wait(
+    current: int, previous: int, elapsed: float, cost: int, params: Params
+) -> float:
+    """Return the seconds from *elapsed* until *cost* fits (take's math)."""
+    limit, window = params
+    if previous * (window - elapsed) / window + current + cost <= limit + EPS:
+        return 0.0
+    if current + cost <= limit:
+        return window * (1 - (limit - current - cost) / previous) - elapsed
+    fade = window * (1 - (limit - cost) / current)
+    return window - elapsed + (fade if fade > 0.0 else 0.0)  # noqa: FURB136
+
+
+def _counts(state: State, index: float) -> tuple[int, int]:
+    """Return (current, previous) of *state* seen from window *index*."""
+    if state is None:
+        return 0, 0
+    if state[0] == index:
+        return state[1], state[2]
+    if state[0] == index - 1:
+        return 0, state[1]
+    return 0, 0
+
+
+def earliest(
+    state: State, now: float, after: float, cost: int, params: Params
+) -> float:
+    """Return the least delay >= *after* at which *cost* would be admitted.
+
+    A booking pending in a later window comes first: nothing is admitted
+    before that window starts.
+    """
+    window = params[1]
+    index, start = window_at(now, after, window)
+    if state is not None and state[0] > index:
+        return (
+            state[0] * window
+            - now
+            + _wait(state[1], state[2], 0.0, cost, params)
+        )
+    current, previous = _counts(state, index)
+    return after + _wait(current, previous, after - start, cost, params)
+
+
+def book(
+    state: State, now: float, delay: float, cost: int, params: Params
+) -> tuple[State, tuple[State, State]]:
+    """Return the state with *cost* counted in the window of ``now + delay``.
+
+    The ticket (the states before and after) lets `refund` tell whether
+    this booking is still the latest one.
+    """
+    index, _ = window_at(now, delay, params[1])
+    current, previous = _counts(state, index)
+    booked = (index, current + cost, previous)
+    return booked, (state, booked)
+
+
+def refund(
+    state: State,
+    now: float,  # noqa: ARG001 -- the signature of every refund
+    cost: int,  # noqa: ARG001
+    params: Params,  # noqa: ARG001
+    ticket: tuple[State, State],
+) -> State:
+    """Return the state as it was before the booking, if still the latest.
+
+    Once anything else was counted after the booking, nothing is given
+    back (see `_fixed_window.refund`).
+    """
+    before, booked = ticket
+    return before if state == booked else state

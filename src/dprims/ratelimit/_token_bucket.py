@@ -28,6 +28,9 @@ __all__ = ()
 # of a token) keeps such a request from being refused for 1e-13 seconds.
 EPS = 1e-9
 
+#: Seconds within which two computed times are taken as the same one.
+_SAME = 1e-6
+
 
 def take(
     state: State, now: float, cost: int, params: Params
@@ -77,24 +80,61 @@ def idle_at(state: State, params: Params) -> float:
     return state[1] + (burst - state[0]) / rate
 
 
-def reserve(
-    state: State, now: float, cost: int, params: Params
+def earliest(
+    state: State, now: float, after: float, cost: int, params: Params
+) -> float:
+    """Return the least delay >= *after* at which *cost* would be admitted."""
+    rate, burst = params
+    if state is None:
+        tokens: float = burst
+    else:
+        tokens = state[0] + (now - state[1]) * rate
+    if after:
+        tokens += after * rate
+    if tokens > burst:  # noqa: PLR1730 -- as in take
+        tokens = burst
+    if tokens + EPS >= cost:
+        return after
+    return after + (cost - tokens) / rate
+
+
+def book(
+    state: State, now: float, delay: float, cost: int, params: Params
 ) -> tuple[State, float]:
-    """Return the state with *cost* booked, and the seconds to wait."""
+    """Return the state with *cost* taken at ``now + delay``, kept at *now*.
+
+    The debt is stored at *now* (as Go's ``x/time/rate`` does): the tokens
+    at *now* minus *cost*, less any refill the full bucket would have lost
+    before ``now + delay``, so the bucket holds exactly what it should once
+    that time comes. The ticket is that time.
+    """
     rate, burst = params
     if state is None:
         tokens: float = burst
     else:
         tokens = min(burst, state[0] + (now - state[1]) * rate)
-    tokens -= cost
-    delay = 0.0 if tokens + EPS >= 0 else -tokens / rate
-    return (tokens, now), delay
+    if delay and tokens + delay * rate > burst:
+        tokens = burst - delay * rate
+    return (tokens - cost, now), now + delay
 
 
-def refund(state: State, now: float, cost: int, params: Params) -> State:
-    """Return the state with *cost* tokens given back (capped at burst)."""
+def refund(
+    state: State, now: float, cost: int, params: Params, ticket: float
+) -> State:
+    """Return the state with the booking acting at *ticket* given back.
+
+    As in Go's ``x/time/rate``: the tokens that bookings made after it
+    count on (the refill between its time and the time the debt is paid)
+    stay taken, so only a booking with nothing after it gets all of
+    *cost* back; giving back more would let a newcomer share those tokens
+    with the later bookings.
+    """
     if state is None:
         return None
     rate, burst = params
-    tokens = min(burst, state[0] + (now - state[1]) * rate + cost)
-    return (tokens, now)
+    tokens = min(burst, state[0] + (now - state[1]) * rate)
+    later = (-tokens / rate if tokens < 0 else 0.0) - (ticket - now)
+    back = float(cost) if later < _SAME else cost - later * rate
+    if back <= 0:
+        return state
+    return (min(burst, tokens + back), now)

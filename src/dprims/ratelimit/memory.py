@@ -372,38 +372,63 @@ class MemoryBackend:
                 self._bans.data.pop(key, None)
 
     def reserve(
-        self,
-        key: str,
-        cost: int,
-        max_delay: float | None,
-        reserve: Callable[[Any, float, int, Any], tuple[Any, float]],
-    ) -> tuple[bool, float]:
-        """Book *cost* now; return whether booked and the delay."""
-        check_key(key)
-        part = self._part
-        check_cost(cost, part._capacity)
-        now = self._now()
-        params = part._params
-        data = self._data
-        with self._lock:
-            state, delay = reserve(data.get(key), now, cost, params)
-            if max_delay is not None and delay > max_delay:
-                return False, delay
-            data[key] = state
-        return True, delay
+        self, key: str, cost: int, max_delay: float | None
+    ) -> tuple[bool, float, object]:
+        """Book *cost* at the earliest time every limit admits it.
 
-    def refund(
-        self,
-        key: str,
-        cost: int,
-        refund: Callable[[Any, float, int, Any], Any],
-    ) -> None:
-        """Give *cost* back to *key* (a cancelled reservation)."""
-        part = self._part
+        Returns:
+            Whether it was booked, the delay, and the ticket `refund` needs
+            (one per limit).
+        """
+        check_key(key)
+        parts = self._parts
+        capacity = min(part._capacity for part in parts)
+        check_cost(cost, capacity)
+        now = self._now()
+        params = [part._params for part in parts]
+        tables = self._tables
+        with self._lock:
+            if self._bans is not None:
+                banned = self._banned(key, now, capacity)
+                if banned is not None:
+                    return False, banned[3], None
+            states = [table.data.get(key) for table in tables]
+            settled, delay = settle(parts, states, now, cost, params)
+            if not settled or (max_delay is not None and delay > max_delay):
+                return False, delay, None
+            tickets = []
+            for part, table, state, param in zip(
+                parts, tables, states, params, strict=True
+            ):
+                data = table.data
+                data[key], ticket = part._book(state, now, delay, cost, param)
+                tickets.append(ticket)
+                if len(data) > table.sweep_at:
+                    table.sweep(now, param)
+        return True, delay, tuple(tickets)
+
+    def refund(self, key: str, cost: int, ticket: object) -> None:
+        """Give back what the booking of *ticket* took, as each limit allows.
+
+        A ticket from another store (a Redis booking cancelled while
+        Redis is away) changes nothing.
+        """
+        parts = self._parts
+        if not isinstance(ticket, tuple) or len(ticket) != len(parts):
+            return
         now = self._now()
         with self._lock:
-            data = self._data
-            data[key] = refund(data.get(key), now, cost, part._params)
+            for part, table, part_ticket in zip(
+                parts, self._tables, ticket, strict=True
+            ):
+                data = table.data
+                state = part._refund(
+                    data.get(key), now, cost, part._params, part_ticket
+                )
+                if state is None:
+                    data.pop(key, None)
+                else:
+                    data[key] = state
 
     # ------------------------------------------------------------- asyncio
     # No I/O happens here, so the coroutines decide inline: the lock is
@@ -428,23 +453,14 @@ class MemoryBackend:
         self.reset(key)
 
     async def reserve_async(
-        self,
-        key: str,
-        cost: int,
-        max_delay: float | None,
-        reserve: Callable[[Any, float, int, Any], tuple[Any, float]],
-    ) -> tuple[bool, float]:
+        self, key: str, cost: int, max_delay: float | None
+    ) -> tuple[bool, float, object]:
         """Reserve (asyncio)."""
-        return self.reserve(key, cost, max_delay, reserve)
+        return self.reserve(key, cost, max_delay)
 
-    async def refund_async(
-        self,
-        key: str,
-        cost: int,
-        refund: Callable[[Any, float, int, Any], Any],
-    ) -> None:
+    async def refund_async(self, key: str, cost: int, ticket: object) -> None:
         """Refund (asyncio)."""
-        self.refund(key, cost, refund)
+        self.refund(key, cost, ticket)
 
     # ----------------------------------------------------------- penalties
 
@@ -475,6 +491,37 @@ class MemoryBackend:
         return _new_decision(
             Decision, (False, decision[1], 0, penalty.ban, penalty.ban)
         )
+
+
+#: Rounds `settle` tries before giving up on a common time.
+SETTLE_ROUNDS = 32
+
+
+def settle(
+    parts: Sequence[Limiter],
+    states: Sequence[Any],
+    now: float,
+    cost: int,
+    params: Sequence[Any],
+) -> tuple[bool, float]:
+    """Return whether a common delay was found for *parts*, and the delay.
+
+    Each limit's earliest admitting time from a given time on is monotone,
+    so moving to the latest of them and asking again converges; it stops
+    when no limit moves the time any further.
+    """
+    delay = 0.0
+    single = len(parts) == 1
+    for _ in range(SETTLE_ROUNDS):
+        latest = delay
+        for part, state, param in zip(parts, states, params, strict=True):
+            at = part._earliest(state, now, delay, cost, param)
+            if at > latest:  # noqa: PLR1730 -- max() costs a call here
+                latest = at
+        if single or latest == delay:
+            return True, latest
+        delay = latest
+    return False, delay
 
 
 def peek_decision(

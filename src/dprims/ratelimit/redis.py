@@ -138,7 +138,7 @@ class RedisStore:
     client). The client must have a ``socket_timeout``.
 
     With a standalone blocking ``redis.Redis`` (plain TCP, TLS or Unix
-    socket connections), `~dprims.ratelimit.Limiter.acquire` of one limit
+    socket connections), ``acquire`` of one limit
     sends its script on a few connections the store opens itself from the
     client's settings, skipping redis-py's per-command overhead (about half
     the client-side time of a decision); `close` closes them. A decision
@@ -846,11 +846,17 @@ class RedisBackend:
             self._local_backend().reset(key)
 
     def reserve(
-        self, key: str, cost: int, max_delay: float | None, reserve: Any
-    ) -> tuple[bool, float]:
-        """Book *cost* now; return whether booked and the delay."""
+        self, key: str, cost: int, max_delay: float | None
+    ) -> tuple[bool, float, object]:
+        """Book *cost* in one script; return ok, the delay and the ticket.
+
+        The ticket of a Redis booking is the script's string (bytes or
+        str); one booked by the ``"local"`` policy's limiter is that
+        limiter's tuple, so `refund` knows where to give it back.
+        """
         check_cost(cost, self._capacity())
         store = self._store
+        tagged_key(store.prefix, key)  # raises a TypeError if not str
         limit = -1.0 if max_delay is None else max_delay * 1e6
         if not store._skip():
             try:
@@ -858,31 +864,45 @@ class RedisBackend:
             except BackendError as exc:
                 store._failed(exc)
             else:
-                return reply[0] == 1, int(reply[1]) / 1e6
-        return self._reserve_policy(key, cost, max_delay, reserve)
+                return reply[0] == 1, int(reply[1]) / 1e6, reply[2]
+        return self._reserve_policy(key, cost, max_delay)
 
     def _reserve_policy(
-        self, key: str, cost: int, max_delay: float | None, reserve: Any
-    ) -> tuple[bool, float]:
+        self, key: str, cost: int, max_delay: float | None
+    ) -> tuple[bool, float, object]:
         store = self._store
         if store.on_error == "local":
-            return self._local_backend().reserve(key, cost, max_delay, reserve)
+            return self._local_backend().reserve(key, cost, max_delay)
         if store.on_error == "deny":
-            return False, store.retry_interval
-        return True, 0.0
+            return False, store.retry_interval, None
+        return True, 0.0, None
 
-    def refund(self, key: str, cost: int, refund: Any) -> None:
-        """Give *cost* back to *key*."""
+    def refund(self, key: str, cost: int, ticket: object) -> None:
+        """Give back what the booking of *ticket* took (see `reserve`).
+
+        A Redis booking is given back on Redis only: while Redis is away
+        it stays counted there (the failure policy applies as usual).
+        """
+        if not isinstance(ticket, (bytes, str)):
+            if ticket is not None and self._local is not None:
+                self._local.refund(key, cost, ticket)
+            return
         store = self._store
-        if not store._skip():
-            try:
-                self._run("f", [(key, cost)])
-            except BackendError as exc:
-                store._failed(exc)
-            else:
-                return
-        if store.on_error == "local":
-            self._local_backend().refund(key, cost, refund)
+        if store._skip():
+            store._fallback_used()
+            return
+        keys, args = self._request("f", [(key, cost)], -1.0)
+        args.append(ticket)
+        client = self._client()
+        started = 0.0 if self._hooks is None else self._now()
+        try:
+            _run(self._script, client, keys, args)
+        except BackendError as exc:
+            self._timed(started, exc)
+            store._failed(exc)
+            return
+        self._timed(started, None)
+        store._recovered()
 
     # ------------------------------------------------------------ asyncio
 
@@ -1053,11 +1073,12 @@ class RedisBackend:
             self._local_backend().reset(key)
 
     async def reserve_async(
-        self, key: str, cost: int, max_delay: float | None, reserve: Any
-    ) -> tuple[bool, float]:
+        self, key: str, cost: int, max_delay: float | None
+    ) -> tuple[bool, float, object]:
         """Reserve (asyncio)."""
         check_cost(cost, self._capacity())
         store = self._store
+        tagged_key(store.prefix, key)  # raises a TypeError if not str
         limit = -1.0 if max_delay is None else max_delay * 1e6
         if not store._skip():
             try:
@@ -1065,21 +1086,31 @@ class RedisBackend:
             except BackendError as exc:
                 store._failed(exc)
             else:
-                return reply[0] == 1, int(reply[1]) / 1e6
-        return self._reserve_policy(key, cost, max_delay, reserve)
+                return reply[0] == 1, int(reply[1]) / 1e6, reply[2]
+        return self._reserve_policy(key, cost, max_delay)
 
-    async def refund_async(self, key: str, cost: int, refund: Any) -> None:
+    async def refund_async(self, key: str, cost: int, ticket: object) -> None:
         """Refund (asyncio)."""
+        if not isinstance(ticket, (bytes, str)):
+            if ticket is not None and self._local is not None:
+                self._local.refund(key, cost, ticket)
+            return
         store = self._store
-        if not store._skip():
-            try:
-                await self._run_async("f", [(key, cost)])
-            except BackendError as exc:
-                store._failed(exc)
-            else:
-                return
-        if store.on_error == "local":
-            self._local_backend().refund(key, cost, refund)
+        if store._skip():
+            store._fallback_used()
+            return
+        keys, args = self._request("f", [(key, cost)], -1.0)
+        args.append(ticket)
+        client = self._async_client()
+        started = 0.0 if self._hooks is None else self._now()
+        try:
+            await _run_async(self._script, client, keys, args)
+        except BackendError as exc:
+            self._timed(started, exc)
+            store._failed(exc)
+            return
+        self._timed(started, None)
+        store._recovered()
 
 
 class RedisConcurrency:

@@ -1,6 +1,7 @@
 -- The hot path of a fixed window (fixed_window.lua): one acquire of one
 -- limit without a penalty, with nothing else defined or interpreted.
--- KEYS[1]: "<window index> <count>" (as in fixed_window.lua).
+-- KEYS[1]: "<window index> <count>" (as in fixed_window.lua; an index
+--   ahead of now's is a reservation's).
 -- ARGV[1]: "<cost> <limit> <window in us>" in one string (one
 --   argument costs the client less to send than three).
 -- Returns: one string "<allowed 0/1> <remaining> <retry_after_us>
@@ -17,8 +18,17 @@ local count = 0
 local v = redis.call('GET', KEYS[1])
 if v then
   local space = string.find(v, ' ', 1, true)
-  if tonumber(string.sub(v, 1, space - 1)) == index then
+  local stored = tonumber(string.sub(v, 1, space - 1))
+  if stored == index then
     count = tonumber(string.sub(v, space + 1))
+  elseif stored > index then
+    -- A reservation waits in a later window: nothing goes before it.
+    local start = stored
+    if tonumber(string.sub(v, space + 1)) + cost > limit then
+      start = stored + 1
+    end
+    return string.format('%d %d %d %d', 0, 0,
+      math.ceil(start * window - now), math.ceil((stored + 1) * window - now))
   end
 end
 if count + cost <= limit then

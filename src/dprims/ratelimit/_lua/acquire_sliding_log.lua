@@ -1,7 +1,8 @@
 -- The hot path of a sliding log (sliding_log.lua): one acquire of one
 -- limit without a penalty, with nothing else defined or interpreted.
 -- KEYS[1]: a sorted set, one member per admitted unit, scored by its time
---   in us (as in sliding_log.lua).
+--   in us (as in sliding_log.lua; a reservation's members may lie in the
+--   future, and count like the others).
 -- ARGV[1]: "<cost> <limit> <window in us>" in one string (one
 --   argument costs the client less to send than three).
 -- Returns: one string "<allowed 0/1> <remaining> <retry_after_us>
@@ -30,9 +31,23 @@ if total + cost <= limit then
     end
     redis.call('ZADD', key, unpack(args))
   end
-  redis.call('PEXPIRE', key, math.max(1, math.ceil(window / 1000)) + 1000)
+  -- GT never cuts short the life of a reservation's later member (when
+  -- the key already had members; before Redis 7, which lacks GT, a plain
+  -- PEXPIRE is all there is).
+  local ttl = math.max(1, math.ceil(window / 1000)) + 1000
+  local reset = window
+  local set = -1
+  if total > 0 then set = redis.pcall('PEXPIRE', key, ttl, 'GT') end
+  if set == 0 then
+    -- A later expiry stands (a reservation's member, or one set in this
+    -- same millisecond): the TTL tells when the newest member is over
+    -- (to the millisecond, rounded up; O(1) where ZRANGE is O(log n)).
+    reset = math.max(window, (redis.call('PTTL', key) - 1000) * 1000)
+  elseif set ~= 1 then
+    redis.call('PEXPIRE', key, ttl)
+  end
   return string.format('%d %d %d %d', 1, limit - total - cost, 0,
-    math.ceil(window))
+    math.ceil(reset))
 end
 local need = total + cost - limit
 local retry = window

@@ -2,7 +2,8 @@
 -- acquire of one limit without a penalty, with nothing else defined or
 -- interpreted.
 -- KEYS[1]: "<current window index> <current count> <previous window's
---   count>" (as in sliding_window.lua).
+--   count>" (as in sliding_window.lua; an index ahead of now's is a
+--   reservation's).
 -- ARGV[1]: "<cost> <limit> <window in us>" in one string (one
 --   argument costs the client less to send than three).
 -- Returns: one string "<allowed 0/1> <remaining> <retry_after_us>
@@ -24,6 +25,21 @@ if v then
     current, previous = tonumber(c), tonumber(p)
   elseif stored == index - 1 then
     previous = tonumber(c)
+  elseif stored > index then
+    -- A reservation waits in a later window: nothing goes before it, and
+    -- from that window's start the usual wait applies (elapsed = 0).
+    current, previous = tonumber(c), tonumber(p)
+    local retry = 0
+    if previous + current + cost > limit + 1e-9 then
+      if current + cost <= limit then
+        retry = window * (1 - (limit - current - cost) / previous)
+      else
+        retry = window + math.max(window * (1 - (limit - cost) / current), 0)
+      end
+    end
+    return string.format('%d %d %d %d', 0, 0,
+      math.ceil(stored * window - now + retry),
+      math.ceil((stored + 2) * window - now))
   end
 end
 local estimate = previous * (window - elapsed) / window + current

@@ -3,7 +3,8 @@
 -- KEYS[i]: for each group, one key per limit, then the ban key if the group
 --   has a penalty. All keys of a group share one {hash tag}.
 -- ARGV[1]: mode: "a" acquire, "p" peek, "r" reset, "v" reserve,
---   "f" refund (reserve and refund take one group of one limit).
+--   "f" refund (reserve and refund take one group; refund's last ARGV is
+--   the ticket its reserve returned).
 -- ARGV[2]: number of groups.
 -- Then per group three arguments: cost, max_delay_us (-1: none), and the
 --   configuration as one comma-separated string (fewer arguments cost less
@@ -13,7 +14,12 @@
 --   parameters (see each file).
 -- Returns: a flat array, per group: allowed (0/1), limit, remaining,
 --   retry_after_us, reset_after_us (integers, times rounded up); for
---   reserve: ok (0/1), delay_us; for reset and refund: nothing per group.
+--   reserve: ok (0/1), delay_us, ticket (one part per limit, joined with
+--   ";"); for reset and refund: nothing per group.
+-- A reservation books every limit at one common time, the earliest at
+-- which all of them admit the cost (EARLIEST[kind](key, cost, p1, p2,
+-- after) gives one limit's earliest delay >= after; BOOK records it and
+-- returns the part of the ticket that REFUND takes back).
 -- A group is all-or-nothing: every limit is checked first, and the costs
 -- are taken only if all of them allow.
 local mode = ARGV[1]
@@ -67,6 +73,24 @@ local function record_denial(ban_key, threshold, window, ban)
   return count == 0
 end
 
+-- The earliest delay at which every limit admits cost, and whether it
+-- settled: each limit's earliest time is monotone, so moving to the latest
+-- of them and asking again settles within a few rounds; if the limits
+-- still move it after 32, nothing is booked.
+local function settle(limits, cost)
+  local delay = 0
+  for _ = 1, 32 do
+    local latest = delay
+    for _, l in ipairs(limits) do
+      local at = EARLIEST[l[2]](l[1], cost, l[3], l[4], delay)
+      if at > latest then latest = at end
+    end
+    if #limits == 1 or latest == delay then return latest, true end
+    delay = latest
+  end
+  return delay, false
+end
+
 local function decide(limits, cost)
   if #limits == 1 then
     local l = limits[1]
@@ -116,13 +140,30 @@ for _ = 1, groups do
     for _, l in ipairs(limits) do redis.call('DEL', l[1]) end
     if ban_key then redis.call('DEL', ban_key) end
   elseif mode == 'v' then
-    local l = limits[1]
-    local ok, delay = RESERVE[l[2]](l[1], cost, l[3], l[4], max_delay)
-    out[#out + 1] = ok
-    out[#out + 1] = math.ceil(delay)
+    local wait = banned_for(ban_key)
+    local delay, settled = wait, false
+    if not wait then delay, settled = settle(limits, cost) end
+    if settled and (max_delay < 0 or delay <= max_delay) then
+      local tickets = {}
+      for i, l in ipairs(limits) do
+        tickets[i] = BOOK[l[2]](l[1], cost, l[3], l[4], delay)
+      end
+      out[#out + 1] = 1
+      out[#out + 1] = math.ceil(delay)
+      out[#out + 1] = table.concat(tickets, ';')
+    else
+      out[#out + 1] = 0
+      out[#out + 1] = math.ceil(delay)
+      out[#out + 1] = ''
+    end
   elseif mode == 'f' then
-    local l = limits[1]
-    REFUND[l[2]](l[1], cost, l[3], l[4])
+    local i = 1
+    for ticket in string.gmatch(ARGV[#ARGV] .. ';', '([^;]*);') do
+      local l = limits[i]
+      if not l then break end
+      REFUND[l[2]](l[1], cost, l[3], l[4], ticket)
+      i = i + 1
+    end
   else
     local capacity = limits[1][4]
     if limits[1][2] >= 3 then capacity = limits[1][3] end

@@ -2,7 +2,7 @@
 -- KEYS[i]: a string holding the theoretical arrival time (TAT) in us.
 -- ARGV[j], ARGV[j+1] (per limit): emission interval in us, burst.
 -- Returns (per call): allowed, limit, remaining, retry_after_us,
---   reset_after_us; reserve returns the delay in us.
+--   reset_after_us. EARLIEST and BOOK serve reserve (see decide.lua).
 local function gcra_tat(key)
   local v = redis.call('GET', key)
   if not v then return now end
@@ -26,17 +26,31 @@ ALG[2] = function(key, cost, interval, burst, commit)
     diff - tolerance, tat - now
 end
 
-RESERVE[2] = function(key, cost, interval, burst, max_delay)
-  local new = gcra_tat(key) + cost * interval
-  local delay = new - now - burst * interval
-  if delay < EPS then delay = 0 end
-  if max_delay >= 0 and delay > max_delay then return 0, delay end
-  redis.call('SET', key, fmt(new), 'PX', ms(new - now))
-  return 1, delay
+EARLIEST[2] = function(key, cost, interval, burst, after)
+  local delay = gcra_tat(key) + cost * interval - now - burst * interval
+  if delay > after + EPS then return delay end
+  return after
 end
 
-REFUND[2] = function(key, cost, interval, burst)
-  local tat = gcra_tat(key) - cost * interval
+BOOK[2] = function(key, cost, interval, burst, delay)
+  local tat = gcra_tat(key)
+  if now + delay > tat then tat = now + delay end
+  local new = tat + cost * interval
+  redis.call('SET', key, fmt(new), 'PX', ms(new - now))
+  return fmt(now + delay)
+end
+
+-- The ticket is the booking's time; what later bookings count on stays
+-- taken (as for a token bucket).
+REFUND[2] = function(key, cost, interval, burst, ticket)
+  local at = tonumber(ticket)
+  if not at then return end
+  local tat = gcra_tat(key)
+  local back = cost * interval
+  local later = tat - burst * interval - at
+  if later >= 1 then back = back - later end
+  if back <= 0 then return end
+  tat = tat - back
   if tat > now then
     redis.call('SET', key, fmt(tat), 'PX', ms(tat - now))
   else

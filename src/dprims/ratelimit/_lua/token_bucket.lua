@@ -3,7 +3,7 @@
 --   SET ... PX per decision: a write costs more than parsing it back).
 -- ARGV[j], ARGV[j+1] (per limit): rate in tokens per microsecond, burst.
 -- Returns (per call): allowed, limit, remaining, retry_after_us,
---   reset_after_us; reserve returns the delay in us.
+--   reset_after_us. EARLIEST and BOOK serve reserve (see decide.lua).
 local function tb_load(key, rate, burst)
   local v = redis.call('GET', key)
   if not v then return burst end
@@ -33,17 +33,35 @@ ALG[1] = function(key, cost, rate, burst, commit)
     (burst - tokens) / rate
 end
 
-RESERVE[1] = function(key, cost, rate, burst, max_delay)
-  local tokens = tb_load(key, rate, burst) - cost
-  local delay = 0
-  if tokens + 1e-9 < 0 then delay = -tokens / rate end
-  if max_delay >= 0 and delay > max_delay then return 0, delay end
-  tb_store(key, tokens, rate, burst)
-  return 1, delay
+EARLIEST[1] = function(key, cost, rate, burst, after)
+  local tokens = tb_load(key, rate, burst)
+  if after > 0 then tokens = math.min(burst, tokens + after * rate) end
+  if tokens + 1e-9 >= cost then return after end
+  return after + (cost - tokens) / rate
 end
 
-REFUND[1] = function(key, cost, rate, burst)
-  if redis.call('EXISTS', key) == 0 then return end
-  local tokens = math.min(burst, tb_load(key, rate, burst) + cost)
-  tb_store(key, tokens, rate, burst)
+-- The debt is stored at now, less any refill a full bucket would lose
+-- before now + delay, so the bucket holds exactly what it should then.
+BOOK[1] = function(key, cost, rate, burst, delay)
+  local tokens = tb_load(key, rate, burst)
+  if delay > 0 and tokens + delay * rate > burst then
+    tokens = burst - delay * rate
+  end
+  tb_store(key, tokens - cost, rate, burst)
+  return fmt(now + delay)
+end
+
+-- The ticket is the booking's time. As in Go's x/time/rate, the tokens
+-- that later bookings count on (the refill between that time and the time
+-- the debt is paid) stay taken: only the latest booking gets all back.
+REFUND[1] = function(key, cost, rate, burst, ticket)
+  local at = tonumber(ticket)
+  if not at or redis.call('EXISTS', key) == 0 then return end
+  local tokens = tb_load(key, rate, burst)
+  local paid = now
+  if tokens < 0 then paid = now - tokens / rate end
+  local back = cost
+  if paid - at >= 1 then back = cost - (paid - at) * rate end
+  if back <= 0 then return end
+  tb_store(key, math.min(burst, tokens + back), rate, burst)
 end

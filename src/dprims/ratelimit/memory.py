@@ -11,6 +11,7 @@ import secrets
 import threading
 from typing import TYPE_CHECKING, Any
 
+from dprims.ratelimit import _hot
 from dprims.ratelimit._base import (
     Decision,
     _new_decision,
@@ -221,6 +222,9 @@ class MemoryBackend:
         """
         if len(self._parts) != 1 or self._bans is not None:
             return self.acquire
+        hot = _hot.make_acquire(self)
+        if hot is not None:
+            return hot
         part = self._part
         take = self._take
         data = self._data

@@ -47,7 +47,7 @@ _MIN_SLEEP = 1e-3
 class Backend(Protocol):
     """**Protocol:** what a store returns when a limiter binds to it."""
 
-    def acquire(self, key: str, cost: int) -> Decision: ...
+    def acquire(self, key: str, cost: int = 1) -> Decision: ...
     def acquire_many(
         self, items: Iterable[tuple[str, int]]
     ) -> list[Decision]: ...
@@ -158,7 +158,9 @@ def _sleepers(
 class _Front:
     """What limiters and `MultiLimiter` share: the blocking/async surface."""
 
+    # __dict__ holds one entry, "acquire" (see _expose_acquire).
     __slots__ = (
+        "__dict__",
         "_acquire",
         "_backend",
         "_clock",
@@ -199,6 +201,14 @@ class _Front:
         self._sleep, self._sleep_async = _sleepers(clock, sleep)
         self._store = MemoryStore() if store is None else store
         return self._store
+
+    def _expose_acquire(self) -> None:
+        # ``limiter.acquire`` then finds the decision function itself in
+        # the instance dict, before the method below: one Python frame
+        # less per decision, about a fifth of an in-process decision. A
+        # subclass that overrides acquire keeps its override.
+        if type(self).acquire is _Front.acquire:
+            self.__dict__["acquire"] = self._acquire
 
     @property
     def name(self) -> str:
@@ -427,6 +437,7 @@ class Limiter(_Front, abc.ABC):
         if isinstance(self._backend, MemoryBackend):
             self._table = self._backend.table
             self._acquire = self._backend.fast_acquire()
+        self._expose_acquire()
 
     def _memory_table(self, store: object) -> _Table:
         if self._table is None or self._store is not store:
@@ -1002,6 +1013,7 @@ class MultiLimiter(_Front):
             now=_now_of(clock),
         )
         self._acquire = self._backend.acquire
+        self._expose_acquire()
 
     @property
     def limiters(self) -> tuple[Limiter, ...]:

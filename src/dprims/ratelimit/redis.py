@@ -729,7 +729,7 @@ class RedisBackend:
                     raise reply
         return _flatten(groups, replies, len(items))
 
-    def acquire(self, key: str, cost: int) -> Decision:
+    def acquire(self, key: str, cost: int = 1) -> Decision:
         """Decide one request: one round trip.
 
         The usual case (blocking client, Redis up, no hooks) takes a short

@@ -10,8 +10,9 @@ strategy of the same run:
 - ``redis``: one blocking client to a real redis-server started here; the
   floor is a trivial ``EVALSHA`` (``return 1``, one key) on the same
   client. `limits` uses ``RedisStorage``.
-- ``memory``: the floor is a bare inline token bucket (a dict, a refill, a
-  store; no lock, no result object). `limits` uses ``MemoryStorage``.
+- ``memory``: the floor is the bare inline token-bucket function of
+  ``test_ratelimit.py`` (a dict, a refill, a store; no lock, no result
+  object), called once per decision. `limits` uses ``MemoryStorage``.
 
 Every limiter allows 100 per second. ``hot`` hammers one key per entry (so
 nearly every decision is a refusal); ``many`` cycles through 2000 keys per
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import limits
 from limits import strategies
 from limits.storage import MemoryStorage, RedisStorage
+from test_ratelimit import floor_token_bucket  # this script's directory
 
 from dprims.ratelimit import (
     GCRA,
@@ -144,17 +146,13 @@ def redis_race(rounds: int, mode: str) -> None:
 def memory_race(rounds: int, mode: str) -> None:
     """Race in-process decisions against a bare inline token bucket."""
 
+    # The same floor as the pytest-benchmark suite: a function per
+    # decision, as a limiter is called.
+    take = floor_token_bucket()
+
     def floor(n: int) -> None:
-        state: dict[str, tuple[float, float]] = {}
-        rate, burst = 100.0, 100.0
-        clock = time.monotonic
         for key in _keys("floor", mode, n):
-            now = clock()
-            tokens, last = state.get(key, (burst, now))
-            tokens = min(burst, tokens + (now - last) * rate)
-            if tokens >= 1:
-                tokens -= 1
-            state[key] = (tokens, now)
+            take(key)
 
     entries: dict[str, Runner] = {"floor: bare inline token bucket": floor}
     entries.update(_entries(None, MemoryStorage(), mode, 50_000))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import threading
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import attrs
 
@@ -330,3 +330,21 @@ def check_rate(rate: object, argument: str = "rate") -> float:
     if isinstance(rate, str):
         return parse_rate(rate, argument=argument).per_second
     return check_positive(rate, argument)
+
+
+def restore_if_latest(
+    state: object,
+    now: float,  # noqa: ARG001 -- the signature of every refund
+    cost: int,  # noqa: ARG001
+    params: object,  # noqa: ARG001
+    ticket: tuple[object, object],
+) -> Any:
+    """Return the state as it was before a booking, if still the latest.
+
+    The refund of the window counters: *ticket* holds the states before
+    and after the booking. Once anything else was counted after it,
+    nothing is given back: taking units out of a shared count could let a
+    newcomer into a window that a later booking also counts on.
+    """
+    before, booked = ticket
+    return before if state == booked else state

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dprims.ratelimit._base import Decision, _new_decision
+from dprims.ratelimit._base import Decision, _new_decision, restore_if_latest
 
 
 if TYPE_CHECKING:
@@ -141,18 +141,5 @@ def book(
     return booked, (state, booked)
 
 
-def refund(
-    state: State,
-    now: float,  # noqa: ARG001 -- the signature of every refund
-    cost: int,  # noqa: ARG001
-    params: Params,  # noqa: ARG001
-    ticket: tuple[State, State],
-) -> State:
-    """Return the state as it was before the booking, if still the latest.
-
-    Once anything else was counted after the booking, nothing is given
-    back: taking units out of a shared count could let a newcomer into a
-    window that a later booking also counts on.
-    """
-    before, booked = ticket
-    return before if state == booked else state
+#: The units come back only while the booking is the latest.
+refund = restore_if_latest

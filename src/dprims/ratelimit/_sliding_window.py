@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dprims.ratelimit._base import Decision, _new_decision
+from dprims.ratelimit._base import Decision, _new_decision, restore_if_latest
 from dprims.ratelimit._fixed_window import window_at
 
 
@@ -179,17 +179,5 @@ def book(
     return booked, (state, booked)
 
 
-def refund(
-    state: State,
-    now: float,  # noqa: ARG001 -- the signature of every refund
-    cost: int,  # noqa: ARG001
-    params: Params,  # noqa: ARG001
-    ticket: tuple[State, State],
-) -> State:
-    """Return the state as it was before the booking, if still the latest.
-
-    Once anything else was counted after the booking, nothing is given
-    back (see `_fixed_window.refund`).
-    """
-    before, booked = ticket
-    return before if state == booked else state
+#: The units come back only while the booking is the latest.
+refund = restore_if_latest

@@ -23,6 +23,7 @@ from dprims.ratelimit import (
     _fixed_window,
     _gcra,
     _hot,
+    _sliding_log,
     _sliding_window,
     _token_bucket,
 )
@@ -44,15 +45,23 @@ BAD_COSTS: list[Any] = [0, -1, True, False, 1.0, 2.5, "1", None]
 STARTS = [0.0, 12.345, 1e6 + 0.1, 1.7e9]
 
 
-def _build(kind: str, size: int, knob: float, clock: FakeClock) -> Any:
+def _build(
+    kind: str,
+    size: int,
+    knob: float,
+    clock: FakeClock,
+    store: MemoryStore | None = None,
+) -> Any:
     """Return a limiter of *kind* with capacity *size*."""
     if kind == "token-bucket":
-        return TokenBucket(knob, size, clock=clock)
+        return TokenBucket(knob, size, clock=clock, store=store)
     if kind == "gcra":
-        return GCRA(knob, size, clock=clock)
+        return GCRA(knob, size, clock=clock, store=store)
     if kind == "fixed-window":
-        return FixedWindow(size, knob, clock=clock)
-    return SlidingWindow(size, knob, clock=clock)
+        return FixedWindow(size, knob, clock=clock, store=store)
+    if kind == "sliding-log":
+        return SlidingLog(size, knob, clock=clock, store=store)
+    return SlidingWindow(size, knob, clock=clock, store=store)
 
 
 TAKES = {
@@ -60,6 +69,7 @@ TAKES = {
     "gcra": _gcra.take,
     "fixed-window": _fixed_window.take,
     "sliding-window": _sliding_window.take,
+    "sliding-log": _sliding_log.take,
 }
 KINDS = list(TAKES)
 
@@ -81,6 +91,24 @@ def _state(kind: str, limiter: Any, now: float, draw: Any) -> Any:
     if kind == "gcra":
         # A TAT far ahead is what reserve() leaves behind.
         return now + draw(st.floats(-10.0, 10.0 * params[1] + 5.0))
+    if kind == "sliding-log":
+        # Entries in time order, expired, live or booked ahead.
+        window = params[1]
+        times = sorted(
+            now + offset
+            for offset in draw(
+                st.lists(
+                    st.floats(-2.0 * window, 2.0 * window),
+                    max_size=params[0] + 3,
+                )
+            )
+        )
+        log = _sliding_log.Log()
+        for at in times:
+            cost = draw(st.integers(1, 3))
+            log.entries.append((at, cost))
+            log.total += cost
+        return log
     index = now // params[1]
     # An index above now's is a window booked ahead by reserve().
     stored = index + draw(st.integers(-3, 2))
@@ -103,8 +131,25 @@ def _outcome(
     return repr(tuple(decision))
 
 
+def _show(state: Any) -> str:
+    """Return *state* as text that compares bit for bit, a Log included."""
+    if isinstance(state, _sliding_log.Log):
+        return repr((list(state.entries), state.total))
+    return repr(state)
+
+
+def _copy(state: Any) -> Any:
+    """Return a twin of *state* that changes apart from it."""
+    if isinstance(state, _sliding_log.Log):
+        twin = _sliding_log.Log()
+        twin.entries.extend(state.entries)
+        twin.total = state.total
+        return twin
+    return state  # immutable
+
+
 def _snapshot(data: dict[Any, Any]) -> dict[Any, str]:
-    return {key: repr(state) for key, state in data.items()}
+    return {key: _show(state) for key, state in data.items()}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -133,10 +178,44 @@ def test_closure_matches_the_pure_take(kind: str, data: st.DataObject) -> None:
         )
         return decision
 
+    # (reservation, the model's ticket for the same booking)
+    bookings: list[tuple[Any, Any]] = []
+
+    def book(key: str, cost: int) -> None:
+        """Reserve through the limiter and, alike, on the model."""
+        reservation = limiter.reserve(key, cost)
+        now = clock.monotonic()
+        params = limiter._params
+        state = model.get(key)
+        at = limiter._earliest(state, now, 0.0, cost, params)
+        delay = max(0.0, at)
+        model[key], ticket = limiter._book(state, now, delay, cost, params)
+        assert reservation.ok
+        assert repr(reservation.delay) == repr(delay)
+        bookings.append((reservation, ticket))
+
+    def cancel(index: int) -> None:
+        """Cancel a reservation, and refund the model as the backend does."""
+        reservation, ticket = bookings.pop(index)
+        now = clock.monotonic()
+        refunds = not reservation._cancelled and now < reservation._until
+        reservation.cancel()
+        if refunds:
+            key = reservation.key
+            state = limiter._refund(
+                model.get(key), now, reservation.cost, limiter._params, ticket
+            )
+            if state is None:
+                model.pop(key, None)
+            else:
+                model[key] = state
+
     for _ in range(draw(st.integers(1, 60))):
         action = draw(
             st.sampled_from(
-                ["acquire"] * 6 + ["advance"] * 3 + ["reconfigure", "state"]
+                ["acquire"] * 6
+                + ["advance"] * 3
+                + ["reconfigure", "state", "reserve", "cancel"]
             )
         )
         if action == "acquire":
@@ -164,10 +243,19 @@ def test_closure_matches_the_pure_take(kind: str, data: st.DataObject) -> None:
             _reconfigure(
                 limiter, draw(st.integers(1, 12)), draw(st.sampled_from(knobs))
             )
+        elif action == "reserve":
+            book(
+                draw(st.sampled_from(KEYS)),
+                draw(st.integers(1, limiter.capacity)),
+            )
+        elif action == "cancel":
+            if bookings:
+                cancel(draw(st.integers(0, len(bookings) - 1)))
         else:
             key = draw(st.sampled_from(KEYS))
             state = _state(kind, limiter, clock.monotonic(), draw)
-            store[key] = model[key] = state
+            store[key] = state
+            model[key] = _copy(state)
         assert _snapshot(store) == _snapshot(model)
 
 
@@ -203,7 +291,7 @@ def test_a_hammered_key_matches_the_pure_take(
             got = decide("hot", 1)
             model, want = take(model, clock.monotonic(), 1, limiter._params)
             assert repr(tuple(got)) == repr(tuple(want))
-            assert repr(limiter._backend._data["hot"]) == repr(model)
+            assert _show(limiter._backend._data["hot"]) == _show(model)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -267,14 +355,7 @@ def test_a_write_between_read_and_lock_is_decided_again(
     store._lock = interloper  # type: ignore[assignment]
     clock = FakeClock(5.0)
     knob = 2.0 if kind in {"token-bucket", "gcra"} else 10.0
-    if kind in {"token-bucket", "gcra"}:
-        limiter: Any = (TokenBucket if kind == "token-bucket" else GCRA)(
-            knob, 3, store=store, clock=clock
-        )
-    else:
-        limiter = (FixedWindow if kind == "fixed-window" else SlidingWindow)(
-            3, knob, store=store, clock=clock
-        )
+    limiter = _build(kind, 3, knob, clock, store)
     decide = _hot.make_acquire(limiter._backend)
     assert decide is not None
     take = TAKES[kind]
@@ -299,7 +380,7 @@ def test_a_write_between_read_and_lock_is_decided_again(
         model["k"], want = take(model.get("k"), at, 1, params)
         results.append(got.allowed)
         assert repr(tuple(got)) == repr(tuple(want))
-        assert repr(data.get("k")) == repr(model.get("k"))
+        assert _show(data.get("k")) == _show(model.get("k"))
     if meanwhile == "reset":
         assert results == [True, True, True]  # each time from a fresh key
     else:
@@ -368,15 +449,7 @@ def test_bad_cost_is_refused_naming_cost(kind: str, cost: Any) -> None:
 def test_the_table_is_still_swept(kind: str) -> None:
     """New keys through the closure trigger the bounded sweep."""
     clock = FakeClock()
-    knob = 1.0
-    if kind in {"token-bucket", "gcra"}:
-        limiter: Any = (TokenBucket if kind == "token-bucket" else GCRA)(
-            knob, 5, clock=clock, store=MemoryStore(max_keys=100)
-        )
-    else:
-        limiter = (FixedWindow if kind == "fixed-window" else SlidingWindow)(
-            5, knob, clock=clock, store=MemoryStore(max_keys=100)
-        )
+    limiter = _build(kind, 5, 1.0, clock, MemoryStore(max_keys=100))
     for i in range(5000):
         assert limiter.acquire(f"user:{i}").allowed
         assert len(limiter._backend._data) <= 100
@@ -387,7 +460,7 @@ def test_the_table_is_still_swept(kind: str) -> None:
     assert not any(key.startswith("user:") for key in limiter._backend._data)
 
 
-def test_no_closure_for_hooks_penalty_multi_or_sliding_log() -> None:
+def test_no_closure_for_hooks_penalty_or_multi() -> None:
     """Those configurations keep the generic path, and it still works."""
     clock = FakeClock()
     metrics = RateLimitMetrics()
@@ -408,7 +481,12 @@ def test_no_closure_for_hooks_penalty_multi_or_sliding_log() -> None:
     ]
     assert banned.acquire("k").retry_after == 600.0  # banned now
 
-    assert _hot.make_acquire(SlidingLog(2, 1.0, clock=clock)._backend) is None
+    logged = RateLimitMetrics()
+    hooked_log = SlidingLog(2, 1.0, clock=clock, hooks=logged)
+    assert _hot.make_acquire(hooked_log._backend) is None
+    for _ in range(3):
+        hooked_log.acquire("k")
+    assert (logged.allowed, logged.denied) == (2, 1)
 
     store = MemoryStore()
     parts = [

@@ -1,21 +1,26 @@
 """Specialised in-process decision closures, one per algorithm.
 
 `MemoryBackend.fast_acquire` asks `make_acquire` first. For a single
-`TokenBucket`, `GCRA`, `FixedWindow` or `SlidingWindow` without hooks or
-penalty, it returns a closure with the algorithm's transition written
-inline: no Python call to the pure ``take``, no ``(state, decision)`` pair,
-everything read from closure cells. Anything unusual (a state booked ahead
-by ``reserve``, a request that could never fit) goes to the pure ``take``
-under the lock, so decisions and stored states are exactly those of the
-pure transition; tests/ratelimit/test_hot.py checks that side by side.
+`TokenBucket`, `GCRA`, `FixedWindow`, `SlidingWindow` or `SlidingLog`
+without hooks or penalty, it returns a closure with the algorithm's
+transition written inline: no Python call to the pure ``take``, no
+``(state, decision)`` pair, everything read from closure cells. Anything
+unusual (a state booked ahead by ``reserve``, a request that could never
+fit) goes to the pure ``take`` under the lock, so decisions and stored
+states are exactly those of the pure transition;
+tests/ratelimit/test_hot.py checks that side by side.
 
-Two common cases skip most of the arithmetic, still exactly. A full token
+A few common cases skip most of the arithmetic, still exactly. A full token
 bucket taking 1 (a new key, or one idle for a while: the usual case when
 many keys take turns) gets a decision that depends on the parameters only;
 the pure ``take`` makes it once per parameter set and it is shared, as a
 `Decision` is immutable. A sliding-window key over its limit is denied
 again and again from one state; the closure works out once up to when
-such a denial stays a denial with nothing left (see `_denied_until`).
+such a denial stays a denial with nothing left (see `_denied_until`). A
+sliding log admitting a cost of 1 gets a decision that depends on the
+parameters and the total logged only, shared in the same way; a log whose
+newest entry has expired (a key back after an idle window) is emptied at
+once, as the pure ``take`` would, entry by entry.
 
 Locking. A key's state is an immutable value (a float or a tuple) that
 changes only by being replaced under the store's lock, so one unlocked
@@ -28,7 +33,10 @@ very state it decided from (an ``is`` test); the outcome is then exactly
 the pure ``take``'s under the lock. Otherwise another thread wrote first,
 and the pure ``take`` decides again from the new state under the lock.
 Every read-modify-write thus stays under a real lock, which keeps
-admissions exact under any number of threads.
+admissions exact under any number of threads. A `SlidingLog` key's state
+is the exception: a log changed in place, with no snapshot to read without
+the lock, so that closure holds the lock for every decision, denials
+included.
 
 Remaining. The pure transitions compute ``int(left) if left > 0 else 0``;
 ``floor(left) if left >= 1.0 else 0`` is the same int (the two agree on
@@ -56,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 from dprims.ratelimit import (
     _fixed_window,
     _gcra,
+    _sliding_log,
     _sliding_window,
     _token_bucket,
 )
@@ -74,6 +83,10 @@ __all__ = ()
 
 #: Ints up to this are exact as floats.
 _EXACT = 2**53
+
+#: The sliding log shares its admissions of a cost of 1 for totals below
+#: this (a list slot, and a `Decision` once used, per total).
+_ADMITTED = 64
 
 #: ``tuple.__new__`` skips the named tuple's generated ``__new__`` (a
 #: Python function): the cheapest way to build a `Decision`.
@@ -598,11 +611,158 @@ def _denied_until(
     return until
 
 
+def _sliding_log_acquire(backend: MemoryBackend) -> Acquire:
+    part = backend._part
+    data = backend._data
+    get = data.get
+    lock_acquire = backend._lock.acquire
+    lock_release = backend._lock.release
+    now = backend._now
+    table = backend._table
+    retake = _retake(backend)
+    new = _new
+    decision_type = Decision
+    log_type = _sliding_log.Log
+    one = 1
+
+    def derive(
+        params: tuple[int, float],
+    ) -> tuple[Any, list[Decision | None]]:
+        limit = params[0]
+        return params, [None] * min(limit, _ADMITTED)
+
+    # (params, the admissions of a cost of 1 by the total logged before,
+    # made on first use); see the token bucket's derived.
+    admitted = derive(part._params)
+
+    def acquire(key: str, cost: int = 1) -> Decision:
+        nonlocal admitted
+        if cost is not one:
+            check_cost(cost, part._capacity)
+        at = now()
+        params = part._params
+        limit, window = params
+        retry: float | None
+        lock_acquire()
+        try:
+            try:
+                log = get(key)
+            except TypeError:
+                check_key(key)
+                raise
+            if log is None:
+                if key.__class__ is not str:
+                    check_key(key)
+                if cost > limit:
+                    # A cost above the limit (reconfigured since the cost
+                    # check): the pure transition knows what to make of it.
+                    return retake(key, at, cost, params)
+                log = log_type()
+                log.entries.append((at, cost))
+                log.total = cost
+                data[key] = log
+                if len(data) > table.sweep_at:
+                    table.sweep(at, params)
+                total = 0
+                retry = None
+            else:
+                entries = log.entries
+                total = log.total
+                if entries:
+                    first = entries[0]
+                    # _decide's expiry test, the very same float; the
+                    # first entry's retry reuses it.
+                    expiry = first[0] + window
+                    if expiry <= at:
+                        if entries[-1][0] + window <= at:
+                            # The log is in time order and rounding is
+                            # monotone, so every entry goes, one by one in
+                            # _decide, taking the whole total with it: a
+                            # key back after an idle window.
+                            entries.clear()
+                            total = 0
+                        else:
+                            # The newest entry stays: the loop stops there.
+                            popleft = entries.popleft
+                            total -= popleft()[1]
+                            first = entries[0]
+                            expiry = first[0] + window
+                            while expiry <= at:
+                                total -= popleft()[1]
+                                first = entries[0]
+                                expiry = first[0] + window
+                        log.total = total
+                over = total + cost
+                if over <= limit:
+                    if entries and entries[-1][0] > at:
+                        # A booking waits in the future: the pure
+                        # transition inserts in time order.
+                        return retake(key, at, cost, params)
+                    entries.append((at, cost))
+                    log.total = over
+                    retry = None
+                elif entries:
+                    # _decide's retry: when the oldest entries that free
+                    # enough have expired. Its sum starts at 0 and costs
+                    # are ints, so the first entry alone is tested so.
+                    need = over - limit
+                    if first[1] >= need:
+                        retry = expiry - at
+                    else:
+                        freed = 0
+                        retry = window
+                        for logged_at, logged in entries:
+                            freed += logged
+                            if freed >= need:
+                                retry = logged_at + window - at
+                                break
+                    reset = entries[-1][0] + window - at
+                else:
+                    # Nothing logged and still over: a cost above the
+                    # limit, as for a new key.
+                    return retake(key, at, cost, params)
+        finally:
+            lock_release()
+        if retry is None:
+            if cost is one:
+                cached = admitted
+                if cached[0] is not params:
+                    cached = admitted = derive(params)
+                decisions = cached[1]
+                if total < len(decisions):
+                    decision = decisions[total]
+                    if decision is None:
+                        # Depends on the parameters and the total only,
+                        # and a Decision is immutable: made once, shared.
+                        decision = decisions[total] = new(
+                            decision_type,
+                            (True, limit, limit - total - 1, 0.0, window),
+                        )
+                    return decision
+            return new(
+                decision_type,
+                (True, limit, limit - total - cost, 0.0, window),
+            )
+        return new(
+            decision_type,
+            (
+                False,
+                limit,
+                limit - total if total < limit else 0,
+                retry,
+                reset,
+            ),
+        )
+
+    return acquire
+
+
 #: The specialised closure factory of each pure ``take``; a limiter whose
-#: ``_take`` is not listed (SlidingLog, a subclass overriding it) has none.
+#: ``_take`` is not listed (a subclass overriding it) has none.
 _FACTORIES: dict[object, Callable[[MemoryBackend], Acquire]] = {
     _token_bucket.take: _token_bucket_acquire,
     _gcra.take: _gcra_acquire,
     _fixed_window.take: _fixed_window_acquire,
     _sliding_window.take: _sliding_window_acquire,
+    _sliding_log.take: _sliding_log_acquire,
 }

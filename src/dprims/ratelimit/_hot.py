@@ -74,9 +74,19 @@ from dprims.ratelimit._base import Decision, check_cost, check_key
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from dprims.ratelimit.memory import MemoryBackend
+    from dprims.ratelimit.memory import MemoryBackend, _Table
 
     Acquire = Callable[[str, int], Decision]
+    Cells = tuple[
+        Any,
+        dict[str, Any],
+        Callable[[str], Any],
+        Callable[..., bool],
+        Callable[[], None],
+        Callable[[], float],
+        _Table,
+        Callable[[str, float, int, Any], Decision],
+    ]
 
 
 __all__ = ()
@@ -133,15 +143,30 @@ def _retake(
     return retake
 
 
+def _cells(backend: MemoryBackend) -> Cells:
+    """Return what every closure binds into its cells, in this order.
+
+    The limiter, its state dict, that dict's ``get``, the store lock's
+    ``acquire`` and ``release``, the clock, the table (for its sweep) and
+    the `_retake` fallback.
+    """
+    lock = backend._lock
+    return (
+        backend._part,
+        backend._data,
+        backend._data.get,
+        lock.acquire,
+        lock.release,
+        backend._now,
+        backend._table,
+        _retake(backend),
+    )
+
+
 def _token_bucket_acquire(backend: MemoryBackend) -> Acquire:
-    part = backend._part
-    data = backend._data
-    get = data.get
-    lock_acquire = backend._lock.acquire
-    lock_release = backend._lock.release
-    now = backend._now
-    table = backend._table
-    retake = _retake(backend)
+    part, data, get, lock_acquire, lock_release, now, table, retake = _cells(
+        backend
+    )
     take = _token_bucket.take
     new = _new
     decision_type = Decision
@@ -252,14 +277,9 @@ def _token_bucket_acquire(backend: MemoryBackend) -> Acquire:
 
 
 def _gcra_acquire(backend: MemoryBackend) -> Acquire:
-    part = backend._part
-    data = backend._data
-    get = data.get
-    lock_acquire = backend._lock.acquire
-    lock_release = backend._lock.release
-    now = backend._now
-    table = backend._table
-    retake = _retake(backend)
+    part, data, get, lock_acquire, lock_release, now, table, retake = _cells(
+        backend
+    )
     new = _new
     decision_type = Decision
     eps = _gcra.EPS
@@ -326,14 +346,9 @@ def _gcra_acquire(backend: MemoryBackend) -> Acquire:
 
 
 def _fixed_window_acquire(backend: MemoryBackend) -> Acquire:
-    part = backend._part
-    data = backend._data
-    get = data.get
-    lock_acquire = backend._lock.acquire
-    lock_release = backend._lock.release
-    now = backend._now
-    table = backend._table
-    retake = _retake(backend)
+    part, data, get, lock_acquire, lock_release, now, table, retake = _cells(
+        backend
+    )
     new = _new
     decision_type = Decision
     one = 1
@@ -405,14 +420,9 @@ def _fixed_window_acquire(backend: MemoryBackend) -> Acquire:
 
 
 def _sliding_window_acquire(backend: MemoryBackend) -> Acquire:
-    part = backend._part
-    data = backend._data
-    get = data.get
-    lock_acquire = backend._lock.acquire
-    lock_release = backend._lock.release
-    now = backend._now
-    table = backend._table
-    retake = _retake(backend)
+    part, data, get, lock_acquire, lock_release, now, table, retake = _cells(
+        backend
+    )
     new = _new
     decision_type = Decision
     eps = _sliding_window.EPS
@@ -612,14 +622,9 @@ def _denied_until(
 
 
 def _sliding_log_acquire(backend: MemoryBackend) -> Acquire:
-    part = backend._part
-    data = backend._data
-    get = data.get
-    lock_acquire = backend._lock.acquire
-    lock_release = backend._lock.release
-    now = backend._now
-    table = backend._table
-    retake = _retake(backend)
+    part, data, get, lock_acquire, lock_release, now, table, retake = _cells(
+        backend
+    )
     new = _new
     decision_type = Decision
     log_type = _sliding_log.Log

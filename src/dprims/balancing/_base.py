@@ -828,3 +828,28 @@ class _Pool(abc.ABC, Generic[E]):
             f"{type(self).__name__}(endpoints={list(self._members)!r}, "
             f"{state}{self._describe()})"
         )
+
+
+class _RandomPool(_Pool[E]):
+    """A policy that draws from a random source: checks and keeps *rng*."""
+
+    __slots__ = ("_rng",)
+
+    def __init__(
+        self,
+        endpoints: Iterable[E] | Mapping[E, float] = (),
+        *,
+        panic_threshold: float = 0.5,
+        outlier_detection: OutlierDetection | None = None,
+        slow_start: float = 0.0,
+        rng: RandomSource | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._rng = _check_rng(rng)
+        super().__init__(
+            endpoints,
+            panic_threshold=panic_threshold,
+            outlier_detection=outlier_detection,
+            slow_start=slow_start,
+            clock=clock,
+        )

@@ -14,10 +14,10 @@ from dprims.balancing._base import (
     E,
     OutlierDetection,
     RandomSource,
-    _check_rng,
     _Member,
     _number,
     _Pool,
+    _RandomPool,
     _View,
 )
 from dprims.errors import ConfigurationError
@@ -143,7 +143,7 @@ class LeastConnections(_Pool[E]):
         return best
 
 
-class PowerOfTwoChoices(_Pool[E]):
+class PowerOfTwoChoices(_RandomPool[E]):
     """Pick two endpoints at random and use the less loaded one.
 
     Load is ``in_flight / weight`` as for `LeastConnections`, but only two
@@ -168,26 +168,7 @@ class PowerOfTwoChoices(_Pool[E]):
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_rng",)
-
-    def __init__(
-        self,
-        endpoints: Iterable[E] | Mapping[E, float] = (),
-        *,
-        panic_threshold: float = 0.5,
-        outlier_detection: OutlierDetection | None = None,
-        slow_start: float = 0.0,
-        rng: RandomSource | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        self._rng = _check_rng(rng)
-        super().__init__(
-            endpoints,
-            panic_threshold=panic_threshold,
-            outlier_detection=outlier_detection,
-            slow_start=slow_start,
-            clock=clock,
-        )
+    __slots__ = ()
 
     def _choose(
         self, view: _View[E], _key: str | None, _now: float | None, /
@@ -206,7 +187,7 @@ class PowerOfTwoChoices(_Pool[E]):
         return first
 
 
-class PeakEWMA(_Pool[E]):
+class PeakEWMA(_RandomPool[E]):
     """Pick by latency times load, with two random choices (Finagle's P2C+EWMA).
 
     Each endpoint keeps a *peak* exponentially weighted moving average of
@@ -247,7 +228,7 @@ class PeakEWMA(_Pool[E]):
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_decay", "_default_rtt", "_failure_penalty", "_rng")
+    __slots__ = ("_decay", "_default_rtt", "_failure_penalty")
 
     def __init__(
         self,
@@ -280,12 +261,12 @@ class PeakEWMA(_Pool[E]):
         self._decay = float(decay)
         self._default_rtt = float(default_rtt)
         self._failure_penalty = float(failure_penalty)
-        self._rng = _check_rng(rng)
         super().__init__(
             endpoints,
             panic_threshold=panic_threshold,
             outlier_detection=outlier_detection,
             slow_start=slow_start,
+            rng=rng,
             clock=clock,
         )
 

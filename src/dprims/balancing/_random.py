@@ -13,8 +13,7 @@ from dprims.balancing._base import (
     E,
     OutlierDetection,
     RandomSource,
-    _check_rng,
-    _Pool,
+    _RandomPool,
     _View,
 )
 
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ()
 
 
-class RandomChoice(_Pool[E]):
+class RandomChoice(_RandomPool[E]):
     """Pick an available endpoint uniformly at random, ignoring weights.
 
     O(1) per pick, no lock. Random choice needs no shared counter, so many
@@ -45,7 +44,7 @@ class RandomChoice(_Pool[E]):
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_rng",)
+    __slots__ = ()
 
     _uses_weights = False
 
@@ -58,11 +57,11 @@ class RandomChoice(_Pool[E]):
         rng: RandomSource | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._rng = _check_rng(rng)
         super().__init__(
             endpoints,
             panic_threshold=panic_threshold,
             outlier_detection=outlier_detection,
+            rng=rng,
             clock=clock,
         )
 
@@ -72,7 +71,7 @@ class RandomChoice(_Pool[E]):
         return int(self._rng.random() * len(view.members))
 
 
-class WeightedRandom(_Pool[E]):
+class WeightedRandom(_RandomPool[E]):
     """Pick an available endpoint at random with probability ∝ its weight.
 
     O(log n) per pick (a binary search over cumulative weights), no lock.
@@ -92,26 +91,7 @@ class WeightedRandom(_Pool[E]):
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_rng",)
-
-    def __init__(
-        self,
-        endpoints: Iterable[E] | Mapping[E, float] = (),
-        *,
-        panic_threshold: float = 0.5,
-        outlier_detection: OutlierDetection | None = None,
-        slow_start: float = 0.0,
-        rng: RandomSource | None = None,
-        clock: Clock = SYSTEM_CLOCK,
-    ) -> None:
-        self._rng = _check_rng(rng)
-        super().__init__(
-            endpoints,
-            panic_threshold=panic_threshold,
-            outlier_detection=outlier_detection,
-            slow_start=slow_start,
-            clock=clock,
-        )
+    __slots__ = ()
 
     def _choose(
         self, view: _View[E], _key: str | None, _now: float | None, /
